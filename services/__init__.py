@@ -1,0 +1,1 @@
+"""fastlane's services: api, scheduler, runner, recorder."""

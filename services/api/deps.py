@@ -1,0 +1,66 @@
+"""Wiring of the API: what routes depend on, built once at start-up (`bootstrap`) and reached via Depends."""
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated
+
+from cassandra.cluster import Cluster
+from fastapi import Depends, Request
+
+from services.api.queries import Queries
+from shared.cassandra import connect
+from shared.kafka import EventProducer
+from shared.lifecycle import prepare_backends
+from shared.projections import Projections
+from shared.settings import ApiSettings
+from shared.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Backends:
+    """Everything a request handler needs to talk to Kafka and Cassandra."""
+
+    settings: ApiSettings
+    topics: Topics
+    producer: EventProducer
+    projections: Projections
+    queries: Queries
+    cluster: Cluster
+
+    def close(self) -> None:
+        self.producer.close()
+        self.cluster.shutdown()
+
+
+def bootstrap(settings: ApiSettings) -> Backends:
+    prepare_backends(settings)
+    cluster, session = connect(settings)
+    return Backends(
+        settings=settings,
+        topics=Topics.from_settings(settings),
+        producer=EventProducer(settings),
+        projections=Projections(session, settings.keyspace),
+        queries=Queries(session, settings.keyspace),
+        cluster=cluster,
+    )
+
+
+def get_backends(request: Request) -> Backends:
+    backends: Backends = request.app.state.backends
+    return backends
+
+
+def client_ip(request: Request) -> str | None:
+    """The enqueuer's address for audit: X-Real-IP, then the first X-Forwarded-For, then the peer."""
+    real = request.headers.get("x-real-ip", "").strip()
+    if real:
+        return real
+    forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+    if forwarded:
+        return forwarded
+    return request.client.host if request.client else None
+
+
+BackendsDep = Annotated[Backends, Depends(get_backends)]

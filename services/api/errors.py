@@ -1,0 +1,29 @@
+"""API errors: raised anywhere in the API, mapped to an HTTP status and a plain message at the edge only."""
+
+
+class ApiError(Exception):
+    """Base of every error the API answers with a message."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ApiError):
+    """The request is malformed: the message says what is wrong."""
+
+    status = 400
+
+
+class NotFound(ApiError):
+    """The task, job or execution does not exist."""
+
+    status = 404
+
+
+class Unavailable(ApiError):
+    """A backing service (Kafka, Cassandra) did not answer in time."""
+
+    status = 503

@@ -1,0 +1,80 @@
+"""Reads for the API, straight from the tables the recorder maintains."""
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from cassandra.cluster import Session
+
+from services.api.errors import NotFound
+
+
+def iso(value: datetime | None) -> str | None:
+    """Cassandra hands back naive UTC datetimes; the API speaks ISO 8601 with an explicit offset."""
+    return value.replace(tzinfo=UTC).isoformat() if value else None
+
+
+class Queries:
+    """One prepared statement per question the API asks."""
+
+    def __init__(self, session: Session, keyspace: str) -> None:
+        self._session = session
+        ks = keyspace
+        self._task_jobs = session.prepare(f"SELECT job_id FROM {ks}.jobs WHERE task_id = ?")
+        self._job = session.prepare(f"SELECT * FROM {ks}.jobs WHERE task_id = ? AND job_id = ?")
+        self._executions = session.prepare(f"SELECT * FROM {ks}.executions WHERE task_id = ? AND job_id = ?")
+        self._execution = session.prepare(
+            f"SELECT * FROM {ks}.executions WHERE task_id = ? AND job_id = ? AND execution_id = ?"
+        )
+
+    def task_job_ids(self, task_id: str) -> list[uuid.UUID]:
+        rows = list(self._session.execute(self._task_jobs, (task_id,)))
+        if not rows:
+            raise NotFound(f"task {task_id} not found")
+        return [r.job_id for r in rows]
+
+    def job(self, task_id: str, job_id: uuid.UUID) -> dict[str, Any]:
+        row = self._session.execute(self._job, (task_id, job_id)).one()
+        if row is None:
+            raise NotFound(f"job {job_id} not found in task {task_id}")
+        return {
+            "taskId": row.task_id,
+            "jobId": str(row.job_id),
+            "createdAt": iso(row.created_at),
+            "lastModifiedAt": iso(row.last_modified_at),
+            "image": row.image,
+            "command": row.command,
+            "metadata": {"custom": json.loads(row.metadata or "{}")},
+            "scheduled": bool(row.scheduled),
+            "requestIPAddress": row.request_ip,
+        }
+
+    def executions(self, task_id: str, job_id: uuid.UUID) -> list[dict[str, Any]]:
+        return [execution_doc(r) for r in self._session.execute(self._executions, (task_id, job_id))]
+
+    def execution(self, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID) -> dict[str, Any]:
+        row = self._session.execute(self._execution, (task_id, job_id, execution_id)).one()
+        if row is None:
+            raise NotFound(f"execution {execution_id} not found in job {job_id} of task {task_id}")
+        return execution_doc(row)
+
+
+def execution_doc(row: Any) -> dict[str, Any]:
+    # "error" is the container's stderr; when the container could not run at all, the reason it could not.
+    error = "\n".join(part for part in (row.stderr, row.error) if part)
+    return {
+        "executionId": str(row.execution_id),
+        "status": row.status,
+        "createdAt": iso(row.created_at),
+        "startedAt": iso(row.started_at),
+        "finishedAt": iso(row.finished_at),
+        "image": row.image,
+        "command": row.command,
+        "exitCode": row.exit_code,
+        "log": row.stdout or "",
+        "error": error,
+        "attempt": row.attempt,
+        "requestIPAddress": row.request_ip,
+        "metadata": {"containerId": row.container_id, "dockerHost": row.docker_host},
+    }

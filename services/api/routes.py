@@ -1,0 +1,126 @@
+"""Routes for tasks, jobs and executions. Thin: parse, act through Backends, shape the answer."""
+
+import logging
+import uuid
+from typing import Any
+
+from confluent_kafka import KafkaException
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from services.api.deps import Backends, BackendsDep, client_ip
+from services.api.errors import BadRequest, Unavailable
+from services.api.schemas import check_task_id, parse_job_spec
+from shared.events import JobRequested, new_execution_id
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def route(method: str, path: str, **kwargs: Any) -> Any:
+    """Register a route with and without a trailing slash (both are part of the contract)."""
+
+    def register(func: Any) -> Any:
+        router.add_api_route(path, func, methods=[method], **kwargs)
+        router.add_api_route(path + "/", func, methods=[method], include_in_schema=False, **kwargs)
+        return func
+
+    return register
+
+
+def parse_uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise BadRequest(f"{what} must be a UUID, got {value!r}") from exc
+
+
+class Urls:
+    """Absolute URLs of resources, based on the address the client used."""
+
+    def __init__(self, request: Request) -> None:
+        self.base = str(request.base_url).rstrip("/")
+
+    def task(self, task_id: str) -> str:
+        return f"{self.base}/tasks/{task_id}"
+
+    def job(self, task_id: str, job_id: uuid.UUID | str) -> str:
+        return f"{self.task(task_id)}/jobs/{job_id}"
+
+    def execution(self, task_id: str, job_id: uuid.UUID | str, execution_id: uuid.UUID | str) -> str:
+        return f"{self.job(task_id, job_id)}/executions/{execution_id}"
+
+
+@route("POST", "/tasks/{task_id}", summary="Enqueue a job in a task (created on first use)")
+async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
+    check_task_id(task_id)
+    spec = parse_job_spec(await request.body())
+    command = JobRequested(
+        task_id=task_id,
+        job_id=uuid.uuid4(),
+        execution_id=new_execution_id(),
+        definition=spec.definition(),
+        request_ip=client_ip(request),
+    )
+    await run_in_threadpool(accept, backends, command)
+    urls = Urls(request)
+    return {
+        "taskId": task_id,
+        "jobId": str(command.job_id),
+        "executionId": str(command.execution_id),
+        "queueJobId": str(command.event_id),
+        "taskUrl": urls.task(task_id),
+        "jobUrl": urls.job(task_id, command.job_id),
+        "executionUrl": urls.execution(task_id, command.job_id, str(command.execution_id)),
+    }
+
+
+def accept(backends: Backends, command: JobRequested) -> None:
+    """Publish the order, then project it at once so a GET right after the POST already finds the job.
+
+    The recorder writes the same rows from the same event with the same write timestamp, so the two writes
+    converge; if this one fails the recorder's still lands, and the client's order is not lost.
+    """
+    try:
+        backends.producer.publish(backends.topics.jobs, command)
+    except KafkaException as exc:
+        log.error("could not publish job", extra={"job_id": str(command.job_id), "error": str(exc)})
+        raise Unavailable("the job queue is unavailable right now; the job was not enqueued, try again") from exc
+    try:
+        backends.projections.job_requested(command)
+    except Exception:
+        log.exception("early projection failed; the recorder will write it", extra={"job_id": str(command.job_id)})
+
+
+@route("GET", "/tasks/{task_id}", summary="A task and its jobs")
+def get_task(task_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
+    urls = Urls(request)
+    jobs = backends.queries.task_job_ids(task_id)
+    return {"taskId": task_id, "jobs": [{"id": str(j), "url": urls.job(task_id, j)} for j in jobs]}
+
+
+@route("GET", "/tasks/{task_id}/jobs/{job_id}", summary="A job, its definition and its executions")
+def get_job(task_id: str, job_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
+    jid = parse_uuid(job_id, "jobId")
+    urls = Urls(request)
+    job = backends.queries.job(task_id, jid)
+    executions = backends.queries.executions(task_id, jid)
+    for e in executions:
+        e["url"] = urls.execution(task_id, jid, e["executionId"])
+    job["executions"] = executions
+    job["executionCount"] = len(executions)
+    return {"task": {"id": task_id, "url": urls.task(task_id)}, "job": job}
+
+
+@route("GET", "/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}", summary="One execution")
+def get_execution(
+    task_id: str, job_id: str, execution_id: str, request: Request, backends: BackendsDep
+) -> dict[str, Any]:
+    jid = parse_uuid(job_id, "jobId")
+    eid = parse_uuid(execution_id, "executionId")
+    urls = Urls(request)
+    return {
+        "task": {"id": task_id, "url": urls.task(task_id)},
+        "job": {"id": str(jid), "url": urls.job(task_id, jid)},
+        "execution": backends.queries.execution(task_id, jid, eid),
+    }

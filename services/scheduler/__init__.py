@@ -1,0 +1,1 @@
+"""The scheduler decides when executions run and emits ExecutionDue."""

@@ -1,0 +1,1 @@
+"""fastlane's shared package: event contract, topics, settings, Kafka and Cassandra helpers."""

@@ -1,0 +1,90 @@
+"""Cassandra plumbing: connecting (with patience at start-up) and the project's idempotent schema migration."""
+
+import logging
+import time
+
+from cassandra.cluster import Cluster, NoHostAvailable, Session
+from cassandra.policies import RoundRobinPolicy
+
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Tables are shaped for the API's queries; the recorder is their owner. Every statement is idempotent.
+# Table names are qualified with the keyspace ({ks}): no session-wide USE, so one session can serve any.
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS {ks}.tasks (
+        task_id text PRIMARY KEY,
+        last_modified_at timestamp
+    )""",
+    # One partition per task: GET /tasks/{t} lists its jobs, GET .../jobs/{j} reads one row.
+    """CREATE TABLE IF NOT EXISTS {ks}.jobs (
+        task_id text,
+        job_id uuid,
+        created_at timestamp,
+        last_modified_at timestamp,
+        image text,
+        command text,
+        envs map<text, text>,
+        metadata text,
+        request_ip text,
+        scheduled boolean,
+        PRIMARY KEY ((task_id), job_id)
+    )""",
+    # One partition per job; execution ids are time-based UUIDs, so the clustering order is newest first.
+    """CREATE TABLE IF NOT EXISTS {ks}.executions (
+        task_id text,
+        job_id uuid,
+        execution_id timeuuid,
+        status text,
+        created_at timestamp,
+        started_at timestamp,
+        finished_at timestamp,
+        image text,
+        command text,
+        attempt int,
+        exit_code int,
+        stdout text,
+        stderr text,
+        error text,
+        request_ip text,
+        container_id text,
+        docker_host text,
+        PRIMARY KEY ((task_id, job_id), execution_id)
+    ) WITH CLUSTERING ORDER BY (execution_id DESC)""",
+]
+
+
+def connect(settings: Settings) -> tuple[Cluster, Session]:
+    """Connect, retrying until the node answers or the start-up timeout passes."""
+    deadline = time.monotonic() + settings.startup_timeout_s
+    while True:
+        cluster = Cluster(
+            settings.cassandra_contact_points,
+            port=settings.cassandra_port,
+            connect_timeout=5,
+            load_balancing_policy=RoundRobinPolicy(),
+            protocol_version=5,
+        )
+        try:
+            return cluster, cluster.connect()
+        except NoHostAvailable:
+            cluster.shutdown()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def migrate(settings: Settings) -> None:
+    """Create the keyspace and tables when missing (safe to run again, and from several processes)."""
+    cluster, session = connect(settings)
+    try:
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH replication = "
+            f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.cassandra_replication_factor}}}"
+        )
+        for statement in SCHEMA:
+            session.execute(statement.format(ks=settings.keyspace), timeout=60)
+        log.info("schema ready", extra={"keyspace": settings.keyspace})
+    finally:
+        cluster.shutdown()

@@ -1,0 +1,179 @@
+"""Kafka plumbing: topic creation, an idempotent producer, and an at-least-once consumer loop."""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import ValidationError
+from tenacity import RetryCallState, Retrying, wait_exponential
+
+from shared.events import Event, decode, encode
+from shared.events import Message as EventMessage
+from shared.settings import Settings
+from shared.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def wait_for_kafka(settings: Settings) -> None:
+    """Block until the broker answers metadata requests (start-up order in `make run` is not guaranteed)."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    deadline = time.monotonic() + settings.startup_timeout_s
+    while True:
+        try:
+            admin.list_topics(timeout=2)
+            return
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kafka at {settings.kafka_bootstrap} did not answer") from exc
+            time.sleep(1)
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the stack's topics when missing; safe to run from several processes at once."""
+    wait_for_kafka(settings)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [
+        NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1)
+        for name in Topics.from_settings(settings).all()
+        if name not in existing
+    ]
+    if not wanted:
+        return
+    for name, future in admin.create_topics(wanted, operation_timeout=30).items():
+        try:
+            future.result()
+            log.info("created topic", extra={"topic": name})
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+class EventProducer:
+    """Idempotent producer (acks=all): `publish` returns once the broker has the message."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 0,
+                "message.max.bytes": 4_000_000,
+            }
+        )
+
+    def publish(self, topic: str, event: EventMessage, timeout: float = 10.0) -> None:
+        """Send and wait for the broker's acknowledgement; raises KafkaException when it did not come."""
+        errors: list[KafkaError] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                errors.append(err)
+
+        self._producer.produce(topic, key=event.key, value=encode(event), on_delivery=on_delivery)
+        remaining = self._producer.flush(timeout)
+        if errors:
+            raise KafkaException(errors[0])
+        if remaining:
+            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "broker did not acknowledge in time"))
+
+    def park(self, topic: str, msg: Message, reason: str) -> None:
+        """Send an unparseable message to the dead-letter topic with where it came from and why."""
+        headers = [
+            ("origin-topic", (msg.topic() or "").encode()),
+            ("origin-partition", str(msg.partition()).encode()),
+            ("origin-offset", str(msg.offset()).encode()),
+            ("reason", reason[:1000].encode()),
+        ]
+        self._producer.produce(topic, key=msg.key(), value=msg.value(), headers=headers)
+        self._producer.flush(10)
+
+    def close(self) -> None:
+        self._producer.flush(10)
+
+
+def consumer_config(settings: Settings, group: str) -> dict[str, object]:
+    """At-least-once: offsets are stored by us after the handler succeeded, then auto-committed."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": group,
+        "enable.auto.commit": True,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 1_000,
+    }
+
+
+def decode_or_park(msg: Message, producer: EventProducer, topics: Topics) -> Event | None:
+    """Decode a message; one outside the contract is parked on the dead-letter topic and None returned."""
+    try:
+        return decode(msg.value() or b"")
+    except ValidationError as exc:
+        log.error(
+            "unparseable message parked",
+            extra={"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()},
+        )
+        producer.park(topics.dead_letter, msg, str(exc))
+        return None
+
+
+def run_consumer(
+    settings: Settings,
+    group: str,
+    subscribe_to: list[str],
+    handle: Callable[[Event], None],
+    producer: EventProducer,
+    stop: threading.Event,
+) -> None:
+    """Poll `subscribe_to` until `stop` is set, calling `handle` for each event in order.
+
+    A handler that raises is retried (growing pauses) until it succeeds: the offset is only stored after
+    success, so a crash means redelivery, never loss. Handlers must therefore be idempotent.
+    """
+    topics = Topics.from_settings(settings)
+    consumer = Consumer(consumer_config(settings, group))
+    consumer.subscribe(subscribe_to)
+    try:
+        while not stop.is_set():
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", extra={"error": str(msg.error())})
+                continue
+            event = decode_or_park(msg, producer, topics)
+            if event is not None and not _handle_until_done(handle, event, msg, stop):
+                break  # stopping mid-retry: leave the offset unstored so the message comes again
+            consumer.store_offsets(msg)
+    finally:
+        consumer.close()
+
+
+def _handle_until_done(handle: Callable[[Event], None], event: Event, msg: Message, stop: threading.Event) -> bool:
+    def log_retry(state: RetryCallState) -> None:
+        log.error(
+            "handler failed; retrying",
+            exc_info=state.outcome.exception() if state.outcome else None,
+            extra={"type": event.type, "job_id": str(event.job_id), "offset": msg.offset()},
+        )
+
+    retrying = Retrying(
+        wait=wait_exponential(multiplier=0.2, max=10),
+        stop=lambda _state: stop.is_set(),
+        sleep=stop.wait,
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    try:
+        retrying(handle, event)
+        return True
+    except Exception:
+        return False  # only reached once stopping: the message stays unacknowledged

@@ -1,0 +1,53 @@
+"""Configuration: one pydantic-settings class per service, all read from FASTLANE_* environment variables."""
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """What every service needs: where Kafka and Cassandra are, names, logging."""
+
+    model_config = SettingsConfigDict(env_prefix="FASTLANE_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Prefix of every topic and consumer group: lets tests and several stacks share one broker.
+    topic_prefix: str = "fastlane."
+    topic_partitions: int = Field(default=6, ge=1)
+    cassandra_hosts: str = "127.0.0.1"  # comma-separated
+    cassandra_port: int = 9042
+    keyspace: str = Field(default="fastlane", pattern=r"^[a-z][a-z0-9_]{0,47}$")
+    cassandra_replication_factor: int = Field(default=1, ge=1)
+    # How long a service waits at start-up for Kafka and Cassandra to answer before giving up.
+    startup_timeout_s: float = 180.0
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @property
+    def cassandra_contact_points(self) -> list[str]:
+        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
+
+
+class ApiSettings(Settings):
+    """The HTTP API."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 10000
+    max_body_bytes: int = 1_000_000
+
+
+class RunnerSettings(Settings):
+    """One runner serves one Docker host."""
+
+    # Docker engine address (unix:///var/run/docker.sock, tcp://h:2375); empty = the DOCKER_HOST environment.
+    docker_host: str = ""
+    # Name this runner reports for its host in events and the API (default: the docker_host or "local").
+    host_name: str = ""
+    max_running: int = Field(default=4, ge=1)
+    # Largest stdout or stderr kept per execution (the rest is cut, with a note).
+    max_log_bytes: int = Field(default=256 * 1024, ge=1024)
+
+    @property
+    def host_label(self) -> str:
+        return self.host_name or self.docker_host or "local"

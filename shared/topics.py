@@ -1,0 +1,27 @@
+"""Topic names. Every topic is keyed by job id."""
+
+from dataclasses import dataclass
+
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topics of one stack (names carry the configured prefix)."""
+
+    jobs: str  # JobRequested (and later stop/retry orders): API -> scheduler, recorder
+    due: str  # ExecutionDue: scheduler -> runners, recorder
+    executions: str  # ExecutionStarted/ExecutionFinished: runners -> scheduler, recorder, subscribers
+    dead_letter: str  # messages no handler could parse, parked with their origin
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Topics":
+        p = settings.topic_prefix
+        return cls(jobs=f"{p}jobs", due=f"{p}executions.due", executions=f"{p}executions", dead_letter=f"{p}dlq")
+
+    def all(self) -> list[str]:
+        return [self.jobs, self.due, self.executions, self.dead_letter]
+
+
+def group_id(settings: Settings, service: str) -> str:
+    return f"{settings.topic_prefix}{service}"
