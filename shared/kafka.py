@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, wait_exponential
 
@@ -84,7 +84,7 @@ class EventProducer:
 
     def park(self, topic: str, msg: Message, reason: str) -> None:
         """Send an unparseable message to the dead-letter topic with where it came from and why."""
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             ("origin-topic", (msg.topic() or "").encode()),
             ("origin-partition", str(msg.partition()).encode()),
             ("origin-offset", str(msg.offset()).encode()),
@@ -145,9 +145,10 @@ def run_consumer(
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
-            if msg.error():
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error", extra={"error": str(msg.error())})
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", extra={"error": str(error)})
                 continue
             event = decode_or_park(msg, producer, topics)
             if event is not None and not _handle_until_done(handle, event, msg, stop):
@@ -165,10 +166,13 @@ def _handle_until_done(handle: Callable[[Event], None], event: Event, msg: Messa
             extra={"type": event.type, "job_id": str(event.job_id), "offset": msg.offset()},
         )
 
+    def pause(seconds: float) -> None:
+        stop.wait(seconds)  # a stop request cuts the pause short
+
     retrying = Retrying(
         wait=wait_exponential(multiplier=0.2, max=10),
         stop=lambda _state: stop.is_set(),
-        sleep=stop.wait,
+        sleep=pause,
         before_sleep=log_retry,
         reraise=True,
     )

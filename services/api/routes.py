@@ -2,7 +2,8 @@
 
 import logging
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException
 from fastapi import APIRouter, Request
@@ -17,10 +18,13 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-def route(method: str, path: str, **kwargs: Any) -> Any:
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def route(method: str, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
     """Register a route with and without a trailing slash (both are part of the contract)."""
 
-    def register(func: Any) -> Any:
+    def register(func: Handler) -> Handler:
         router.add_api_route(path, func, methods=[method], **kwargs)
         router.add_api_route(path + "/", func, methods=[method], include_in_schema=False, **kwargs)
         return func

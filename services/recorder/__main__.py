@@ -1,42 +1,11 @@
-"""`python -m services.recorder`: consume every topic and keep the Cassandra projections up to date."""
+"""`python -m services.recorder`."""
 
-import logging
-
-from shared.cassandra import connect
-from shared.kafka import EventProducer, run_consumer
-from shared.lifecycle import prepare_backends, stop_on_signals
+from services.recorder.service import serve
+from shared.lifecycle import stop_on_signals
 from shared.logs import setup_logging
-from shared.projections import Projections
 from shared.settings import Settings
-from shared.topics import Topics, group_id
-
-log = logging.getLogger("recorder")
-
-
-def main() -> None:
-    settings = Settings()
-    setup_logging(settings)
-    stop = stop_on_signals()
-    prepare_backends(settings)
-    topics = Topics.from_settings(settings)
-    cluster, session = connect(settings)
-    producer = EventProducer(settings)
-    projections = Projections(session, settings.keyspace)
-    log.info("recorder started")
-    try:
-        run_consumer(
-            settings,
-            group_id(settings, "recorder"),
-            [topics.jobs, topics.due, topics.executions],
-            projections.apply,
-            producer,
-            stop,
-        )
-    finally:
-        producer.close()
-        cluster.shutdown()
-        log.info("recorder stopped")
-
 
 if __name__ == "__main__":
-    main()
+    settings = Settings()
+    setup_logging(settings)
+    serve(settings, stop_on_signals())

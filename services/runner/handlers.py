@@ -4,6 +4,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from services.runner.runtime import ContainerRuntime, ContainerSpec, RuntimeFailure, split_command
 from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, Message, utcnow
@@ -53,7 +54,7 @@ def run_execution(
     Raises Interrupted when the runner stops first: nothing is published and the message is not acknowledged,
     so the execution is picked up again (and its container found by name).
     """
-    ids = {"task_id": due.task_id, "job_id": due.job_id, "execution_id": due.execution_id}
+    ids: dict[str, Any] = {"task_id": due.task_id, "job_id": due.job_id, "execution_id": due.execution_id}
     try:
         spec = container_spec(due)
         container_id = runtime.start(spec)

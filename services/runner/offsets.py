@@ -21,9 +21,11 @@ class OffsetTracker:
             return None  # partition was revoked meanwhile
         pending[offset] = True
         committable = None
-        while pending and next(iter(pending.values())):
-            done_offset, _ = pending.popitem(last=False)
-            committable = done_offset + 1
+        for first, done in list(pending.items()):
+            if not done:
+                break
+            del pending[first]
+            committable = first + 1
         return committable
 
     def forget(self, partitions: list[Partition]) -> None:

@@ -1,38 +1,11 @@
-"""`python -m services.scheduler`: turn job orders into ExecutionDue events."""
+"""`python -m services.scheduler`."""
 
-import logging
-
-from services.scheduler.handlers import handle
-from shared.events import Event
-from shared.kafka import EventProducer, run_consumer
-from shared.lifecycle import prepare_backends, stop_on_signals
+from services.scheduler.service import serve
+from shared.lifecycle import stop_on_signals
 from shared.logs import setup_logging
 from shared.settings import Settings
-from shared.topics import Topics, group_id
-
-log = logging.getLogger("scheduler")
-
-
-def main() -> None:
-    settings = Settings()
-    setup_logging(settings)
-    stop = stop_on_signals()
-    prepare_backends(settings)
-    topics = Topics.from_settings(settings)
-    producer = EventProducer(settings)
-
-    def on_event(event: Event) -> None:
-        for due in handle(event):
-            producer.publish(topics.due, due)
-            log.info("execution due", extra={"job_id": str(due.job_id), "execution_id": str(due.execution_id)})
-
-    log.info("scheduler started")
-    try:
-        run_consumer(settings, group_id(settings, "scheduler"), [topics.jobs], on_event, producer, stop)
-    finally:
-        producer.close()
-        log.info("scheduler stopped")
-
 
 if __name__ == "__main__":
-    main()
+    settings = Settings()
+    setup_logging(settings)
+    serve(settings, stop_on_signals())

@@ -1,0 +1,55 @@
+# fastlane's front door. `make run` and `make test` provision whatever is missing first.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+UV := python3 -m uv
+PY := .venv/bin/python
+
+.PHONY: run test test-unit lint clean stop provision deps bench
+
+deps: .venv/.synced
+
+# The Python environment, exactly as locked.
+.venv/.synced: pyproject.toml uv.lock
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+# Docker engine, test image, Kafka and Cassandra jars: each step is a no-op when already done.
+provision: deps
+	@deploy/scripts/docker.sh
+	@deploy/scripts/test-image.sh
+	@deploy/scripts/kafka.sh jars
+	@deploy/scripts/cassandra.sh jars
+
+# The whole stack under one supervisor (honcho): Kafka, Cassandra and the four services. Ctrl-C stops all.
+run: provision
+	.venv/bin/honcho -f Procfile start
+
+# Starts Kafka and Cassandra in the background when they do not answer yet, then runs every test.
+# They keep running afterwards (a second `make test` starts faster); `make stop` stops them.
+test: provision
+	@deploy/scripts/kafka.sh start
+	@deploy/scripts/cassandra.sh start
+	.venv/bin/pytest tests
+
+test-unit: deps
+	.venv/bin/pytest tests/unit
+
+lint: deps
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+bench: provision
+	@deploy/scripts/kafka.sh start
+	@deploy/scripts/cassandra.sh start
+	$(PY) bench/latency.py
+
+# Stops the Kafka and Cassandra that `make test` started in the background.
+stop:
+	@deploy/scripts/kafka.sh stop
+	@deploy/scripts/cassandra.sh stop
+
+# Wipes all local data (Kafka log, Cassandra storage, logs). Jars and the venv are kept.
+clean: stop
+	rm -rf .local/data .local/logs .local/run

@@ -1,0 +1,35 @@
+"""The recorder's wiring: consume every topic and keep the Cassandra projections up to date."""
+
+import logging
+import threading
+
+from shared.cassandra import connect
+from shared.kafka import EventProducer, run_consumer
+from shared.lifecycle import prepare_backends
+from shared.projections import Projections
+from shared.settings import Settings
+from shared.topics import Topics, group_id
+
+log = logging.getLogger("recorder")
+
+
+def serve(settings: Settings, stop: threading.Event) -> None:
+    prepare_backends(settings)
+    topics = Topics.from_settings(settings)
+    cluster, session = connect(settings)
+    producer = EventProducer(settings)
+    projections = Projections(session, settings.keyspace)
+    log.info("recorder started")
+    try:
+        run_consumer(
+            settings,
+            group_id(settings, "recorder"),
+            [topics.jobs, topics.due, topics.executions],
+            projections.apply,
+            producer,
+            stop,
+        )
+    finally:
+        producer.close()
+        cluster.shutdown()
+        log.info("recorder stopped")

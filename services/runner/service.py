@@ -1,0 +1,113 @@
+"""The runner's wiring: consume ExecutionDue and run up to `max_running` containers at once."""
+
+import logging
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from services.runner.handlers import run_execution
+from services.runner.offsets import OffsetTracker
+from services.runner.runtime import DockerRuntime, Interrupted
+from shared.events import ExecutionDue
+from shared.events import Message as EventMessage
+from shared.kafka import EventProducer, consumer_config, decode_or_park
+from shared.lifecycle import prepare_backends
+from shared.settings import RunnerSettings
+from shared.topics import Topics, group_id
+
+log = logging.getLogger("runner")
+
+
+class Runner:
+    """Poll loop: hands messages to worker threads, pauses at capacity, stores offsets in order as work ends."""
+
+    def __init__(self, settings: RunnerSettings, runtime: DockerRuntime, producer: EventProducer) -> None:
+        self.settings = settings
+        self.topics = Topics.from_settings(settings)
+        self.runtime = runtime
+        self.producer = producer
+        self.tracker = OffsetTracker()
+        self.finished: queue.SimpleQueue[tuple[str, int, int]] = queue.SimpleQueue()
+        self.pool = ThreadPoolExecutor(settings.max_running, thread_name_prefix="execution")
+        self.consumer = Consumer(consumer_config(settings, group_id(settings, "runner")))
+
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.subscribe([self.topics.due], on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        try:
+            while not stop.is_set():
+                self._store_finished()
+                self._apply_capacity()
+                msg = self.consumer.poll(0.2)
+                if msg is None:
+                    continue
+                error = msg.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer error", extra={"error": str(error)})
+                    continue
+                self._dispatch(msg, stop)
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)  # workers see `stop` within a second
+            self._store_finished()
+            self.consumer.close()
+
+    def _dispatch(self, msg: Message, stop: threading.Event) -> None:
+        partition = (msg.topic() or "", msg.partition() or 0)
+        offset = msg.offset() or 0
+        self.tracker.started(partition, offset)
+        event = decode_or_park(msg, self.producer, self.topics)
+        if not isinstance(event, ExecutionDue):
+            self.finished.put((*partition, offset))
+            return
+        self.pool.submit(self._work, event, partition, offset, stop)
+
+    def _work(self, due: ExecutionDue, partition: tuple[str, int], offset: int, stop: threading.Event) -> None:
+        try:
+            run_execution(due, self.runtime, self._publish, self.settings.host_label, self.settings.max_log_bytes, stop)
+        except Interrupted:
+            log.info("left running for a later runner", extra={"execution_id": str(due.execution_id)})
+            return
+        except Exception:
+            log.exception("execution handling failed", extra={"execution_id": str(due.execution_id)})
+            return  # not acknowledged: the message is delivered again after a restart or rebalance
+        self.finished.put((*partition, offset))
+
+    def _publish(self, event: EventMessage) -> None:
+        self.producer.publish(self.topics.executions, event)
+
+    def _store_finished(self) -> None:
+        while not self.finished.empty():
+            topic, part, offset = self.finished.get()
+            next_offset = self.tracker.finished((topic, part), offset)
+            if next_offset is not None:
+                try:
+                    self.consumer.store_offsets(offsets=[TopicPartition(topic, part, next_offset)])
+                except KafkaException as exc:
+                    log.warning("could not store offset", extra={"error": str(exc)})
+
+    def _apply_capacity(self) -> None:
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        if self.tracker.inflight() >= self.settings.max_running:
+            self.consumer.pause(assignment)
+        else:
+            self.consumer.resume(assignment)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.tracker.forget([(p.topic, p.partition) for p in partitions])
+
+
+def serve(settings: RunnerSettings, stop: threading.Event) -> None:
+    prepare_backends(settings)
+    runtime = DockerRuntime(settings.docker_host)
+    runtime.ping()
+    producer = EventProducer(settings)
+    log.info("runner started", extra={"host": settings.host_label, "max_running": settings.max_running})
+    try:
+        Runner(settings, runtime, producer).run(stop)
+    finally:
+        producer.close()
+        log.info("runner stopped")

@@ -1,0 +1,53 @@
+"""Small helpers for tests that wait on real, asynchronous components."""
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+from confluent_kafka import Consumer
+
+from shared.events import Event, decode
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.2, what: str = "") -> T:
+    """Call `probe` until it returns something truthy; fail the test with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}; last value: {last!r}")
+
+
+def read_events(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[Event]:
+    """Read `count` events from the start of `topic` with a throw-away consumer group."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4()}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    events: list[Event] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(events) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            events.append(decode(msg.value() or b""))
+    finally:
+        consumer.close()
+    assert len(events) >= count, f"expected {count} events on {topic} within {timeout}s, got {events}"
+    return events
+
+
+def start_thread(target: Callable[..., None], *args: object) -> tuple[threading.Thread, threading.Event]:
+    """Run a service's `serve(settings, stop)` in a thread; returns the thread and its stop event."""
+    stop = threading.Event()
+    thread = threading.Thread(target=target, args=(*args, stop), daemon=True)
+    thread.start()
+    return thread, stop
