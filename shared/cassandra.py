@@ -3,7 +3,7 @@
 import logging
 import time
 
-from cassandra.cluster import Cluster, NoHostAvailable, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import RoundRobinPolicy
 
 from shared.settings import Settings
@@ -63,7 +63,9 @@ def connect(settings: Settings) -> tuple[Cluster, Session]:
             settings.cassandra_contact_points,
             port=settings.cassandra_port,
             connect_timeout=5,
-            load_balancing_policy=RoundRobinPolicy(),
+            execution_profiles={
+                EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=10)
+            },
             protocol_version=5,
         )
         try:

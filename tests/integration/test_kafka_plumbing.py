@@ -1,0 +1,124 @@
+"""The consumer loop and producer against the real broker: delivery, retries, dead-lettering."""
+
+import threading
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from shared.events import Event, ExecutionDue, new_execution_id
+from shared.kafka import EventProducer, run_consumer
+from shared.settings import Settings
+from shared.topics import Topics
+from tests.helpers import eventually
+
+
+def due_event() -> ExecutionDue:
+    return ExecutionDue(task_id="t", job_id=uuid.uuid4(), execution_id=new_execution_id(), image="i", command="c")
+
+
+def consume_in_thread(settings: Settings, group: str, topic: str, handle):  # type: ignore[no-untyped-def]
+    stop = threading.Event()
+    producer = EventProducer(settings)
+    thread = threading.Thread(target=run_consumer, args=(settings, group, [topic], handle, producer, stop))
+    thread.start()
+    return thread, stop
+
+
+@pytest.fixture
+def topic_settings(backends: Settings) -> Settings:
+    return backends
+
+
+def test_published_events_reach_the_handler_in_order(topic_settings: Settings) -> None:
+    topics = Topics.from_settings(topic_settings)
+    producer = EventProducer(topic_settings)
+    events = [due_event() for _ in range(3)]
+    # One job's events share a key, so they share a partition and keep their order.
+    same_job = [e.model_copy(update={"job_id": events[0].job_id}) for e in events]
+    for e in same_job:
+        producer.publish(topics.due, e)
+    seen: list[Event] = []
+    thread, stop = consume_in_thread(topic_settings, f"g-{uuid.uuid4()}", topics.due, seen.append)
+    try:
+        eventually(lambda: all(e in seen for e in same_job), what="the three events")
+        mine = [e for e in seen if e.job_id == events[0].job_id]
+        assert mine == same_job
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_a_failing_handler_is_retried_and_the_message_not_lost(topic_settings: Settings) -> None:
+    topics = Topics.from_settings(topic_settings)
+    event = due_event()
+    EventProducer(topic_settings).publish(topics.due, event)
+    attempts: list[Event] = []
+    done: list[Event] = []
+
+    def flaky(e: Event) -> None:
+        if e.job_id != event.job_id:
+            return
+        attempts.append(e)
+        if len(attempts) < 3:
+            raise ConnectionError("database blip")
+        done.append(e)
+
+    group = f"g-{uuid.uuid4()}"
+    thread, stop = consume_in_thread(topic_settings, group, topics.due, flaky)
+    try:
+        eventually(lambda: done, what="the handler to succeed after two failures")
+        assert len(attempts) == 3
+    finally:
+        stop.set()
+        thread.join(10)
+    # The offset was stored after success: a new consumer of the same group does not see it again.
+    again: list[Event] = []
+    thread, stop = consume_in_thread(topic_settings, group, topics.due, again.append)
+    marker = due_event()
+    EventProducer(topic_settings).publish(topics.due, marker)
+    try:
+        eventually(lambda: marker in again, what="the marker event")
+        assert event not in again
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_unparseable_messages_are_parked_on_the_dead_letter_topic(topic_settings: Settings) -> None:
+    topics = Topics.from_settings(topic_settings)
+    raw = Producer({"bootstrap.servers": topic_settings.kafka_bootstrap})
+    garbage = f"not an event {uuid.uuid4()}".encode()
+    raw.produce(topics.due, key=b"k", value=garbage)
+    raw.flush(10)
+    good = due_event()
+    EventProducer(topic_settings).publish(topics.due, good)
+    seen: list[Event] = []
+    thread, stop = consume_in_thread(topic_settings, f"g-{uuid.uuid4()}", topics.due, seen.append)
+    try:
+        eventually(lambda: good in seen, what="the good event after the garbage")
+    finally:
+        stop.set()
+        thread.join(10)
+
+    dlq = Consumer(
+        {
+            "bootstrap.servers": topic_settings.kafka_bootstrap,
+            "group.id": f"d-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    dlq.subscribe([topics.dead_letter])
+    try:
+
+        def parked() -> dict[str, bytes] | None:
+            msg = dlq.poll(0.5)
+            if msg is not None and not msg.error() and msg.value() == garbage:
+                return dict(msg.headers() or [])
+            return None
+
+        headers = eventually(parked, what="the parked message")
+        assert headers["origin-topic"] == topics.due.encode()
+        assert b"JSON" in headers["reason"] or b"json" in headers["reason"]
+    finally:
+        dlq.close()

@@ -1,0 +1,114 @@
+"""The recorder's projections against real Cassandra, and the recorder service fed through real Kafka."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from cassandra.cluster import Session
+
+from services.recorder.service import serve
+from shared.events import (
+    ExecutionDue,
+    ExecutionFinished,
+    ExecutionStarted,
+    JobDefinition,
+    JobRequested,
+    new_execution_id,
+    utcnow,
+)
+from shared.kafka import EventProducer
+from shared.projections import Projections
+from shared.settings import Settings
+from shared.topics import Topics
+from tests.helpers import eventually, start_thread
+
+
+def lifecycle() -> tuple[JobRequested, ExecutionDue, ExecutionStarted, ExecutionFinished]:
+    t0 = utcnow()
+    job_id, execution_id = uuid.uuid4(), new_execution_id(t0)
+    ids = {"task_id": f"task-{uuid.uuid4().hex[:6]}", "job_id": job_id}
+    requested = JobRequested(
+        **ids,
+        occurred_at=t0,
+        execution_id=execution_id,
+        definition=JobDefinition(image="img", command="echo hi", metadata={"who": "me"}),
+        request_ip="10.1.2.3",
+    )
+    due = ExecutionDue(
+        **ids, occurred_at=t0 + timedelta(milliseconds=5), execution_id=execution_id, image="img", command="echo hi"
+    )
+    started = ExecutionStarted(
+        **ids, occurred_at=t0 + timedelta(seconds=1), execution_id=execution_id, host="h1", container_id="c1"
+    )
+    finished = ExecutionFinished(
+        **ids,
+        occurred_at=t0 + timedelta(seconds=2),
+        execution_id=execution_id,
+        status="done",
+        exit_code=0,
+        stdout="hi\n",
+        stderr="",
+        host="h1",
+    )
+    return requested, due, started, finished
+
+
+def execution_row(session: Session, keyspace: str, e: JobRequested):  # type: ignore[no-untyped-def]
+    return session.execute(
+        f"SELECT * FROM {keyspace}.executions WHERE task_id=%s AND job_id=%s AND execution_id=%s",
+        (e.task_id, e.job_id, e.execution_id),
+    ).one()
+
+
+@pytest.fixture
+def projections(backends: Settings, cassandra: Session) -> Projections:
+    return Projections(cassandra, backends.keyspace)
+
+
+def test_a_lifecycle_is_projected(projections: Projections, cassandra: Session, backends: Settings) -> None:
+    requested, due, started, finished = lifecycle()
+    for e in (requested, due, started, finished):
+        projections.apply(e)
+    row = execution_row(cassandra, backends.keyspace, requested)
+    assert (row.status, row.exit_code, row.stdout, row.container_id, row.docker_host) == ("done", 0, "hi\n", "c1", "h1")
+    assert row.request_ip == "10.1.2.3"
+    job = cassandra.execute(
+        f"SELECT * FROM {backends.keyspace}.jobs WHERE task_id=%s AND job_id=%s", (requested.task_id, requested.job_id)
+    ).one()
+    assert (job.image, job.command, job.scheduled) == ("img", "echo hi", False)
+    assert '"who": "me"' in job.metadata
+
+
+def test_replays_and_late_events_never_move_a_status_back(
+    projections: Projections, cassandra: Session, backends: Settings
+) -> None:
+    requested, due, started, finished = lifecycle()
+    # Finished arrives first, then the older events, then everything again.
+    for e in (finished, started, requested, due, requested, due, started, finished, due):
+        projections.apply(e)
+    row = execution_row(cassandra, backends.keyspace, requested)
+    assert row.status == "done"
+    assert row.exit_code == 0
+    assert row.started_at is not None and row.finished_at is not None
+
+
+def test_the_recorder_service_projects_events_from_kafka(backends: Settings, cassandra: Session) -> None:
+    topics = Topics.from_settings(backends)
+    producer = EventProducer(backends)
+    requested, due, started, finished = lifecycle()
+    producer.publish(topics.jobs, requested)
+    producer.publish(topics.due, due)
+    producer.publish(topics.executions, started)
+    producer.publish(topics.executions, finished)
+    thread, stop = start_thread(serve, backends)
+    try:
+        row = eventually(
+            lambda: (r := execution_row(cassandra, backends.keyspace, requested)) and r.status == "done" and r,
+            timeout=60,
+            what="the recorder to project the finished execution",
+        )
+        assert row.stdout == "hi\n"
+    finally:
+        stop.set()
+        thread.join(15)
+    assert not thread.is_alive()

@@ -1,0 +1,95 @@
+"""The Docker adapter against the real engine, and the runner service between real Kafka topics."""
+
+import threading
+import uuid
+
+import pytest
+
+from services.runner.runtime import ContainerSpec, DockerRuntime, RuntimeFailure
+from services.runner.service import serve
+from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, new_execution_id
+from shared.kafka import EventProducer
+from shared.settings import RunnerSettings
+from shared.topics import Topics
+from tests.conftest import TEST_IMAGE
+from tests.helpers import eventually, read_events, start_thread
+
+
+@pytest.fixture
+def runtime(backends: RunnerSettings) -> DockerRuntime:
+    return DockerRuntime(backends.docker_host)
+
+
+def spec(*argv: str, image: str = TEST_IMAGE) -> ContainerSpec:
+    return ContainerSpec(name=f"fastlane-test-{uuid.uuid4()}", image=image, argv=list(argv), envs={"GREETING": "hi"})
+
+
+def run_to_end(runtime: DockerRuntime, s: ContainerSpec) -> tuple[int, bytes, bytes]:
+    cid = runtime.start(s)
+    try:
+        code = runtime.wait(cid, threading.Event())
+        out, err = runtime.logs(cid)
+        return code, out, err
+    finally:
+        runtime.remove(cid)
+
+
+def test_exit_code_and_separate_streams(runtime: DockerRuntime) -> None:
+    code, out, err = run_to_end(runtime, spec("bash", "-c", 'echo "$GREETING out"; echo err >&2; exit 7'))
+    assert (code, out, err) == (7, b"hi out\n", b"err\n")
+
+
+def test_a_missing_command_fails_to_start_with_the_engine_message(runtime: DockerRuntime) -> None:
+    s = spec("no-such-binary")
+    with pytest.raises(RuntimeFailure, match="no-such-binary"):
+        runtime.start(s)
+    runtime.remove(s.name)
+
+
+def test_a_missing_image_fails_with_the_registry_message(runtime: DockerRuntime) -> None:
+    with pytest.raises(RuntimeFailure) as info:
+        runtime.start(spec("true", image="127.0.0.1:5999/nope/never:1"))
+    assert "127.0.0.1:5999" in str(info.value)
+
+
+def test_starting_the_same_execution_twice_reuses_its_container(runtime: DockerRuntime) -> None:
+    s = spec("sleep", "1")
+    first = runtime.start(s)
+    try:
+        assert runtime.start(s) == first
+        assert runtime.wait(first, threading.Event()) == 0
+    finally:
+        runtime.remove(first)
+
+
+def test_the_runner_service_runs_due_executions(backends: RunnerSettings) -> None:
+    topics = Topics.from_settings(backends)
+    producer = EventProducer(backends)
+    dues = [
+        ExecutionDue(
+            task_id="run", job_id=uuid.uuid4(), execution_id=new_execution_id(), image=TEST_IMAGE, command=command
+        )
+        for command in ("echo 'it works'", "bash -c 'echo bad >&2; exit 3'", "qwe-not-here")
+    ]
+    for d in dues:
+        producer.publish(topics.due, d)
+    thread, stop = start_thread(serve, backends)
+    try:
+
+        def finished() -> dict[uuid.UUID, ExecutionFinished] | None:
+            events = read_events(backends.kafka_bootstrap, topics.executions, 0, timeout=2)
+            done = {e.execution_id: e for e in events if isinstance(e, ExecutionFinished)}
+            return done if all(d.execution_id in done for d in dues) else None
+
+        done = eventually(finished, timeout=90, what="three ExecutionFinished events")
+        ok, bad, missing = (done[d.execution_id] for d in dues)
+        assert (ok.status, ok.exit_code, ok.stdout) == ("done", 0, "it works\n")
+        assert (bad.status, bad.exit_code, bad.stderr) == ("failed", 3, "bad\n")
+        assert missing.status == "failed" and missing.exit_code is None and "qwe-not-here" in (missing.error or "")
+        events = read_events(backends.kafka_bootstrap, topics.executions, 0, timeout=2)
+        started = {e.execution_id for e in events if isinstance(e, ExecutionStarted)}
+        assert dues[0].execution_id in started and dues[1].execution_id in started
+    finally:
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive()
