@@ -55,7 +55,7 @@ class DockerRuntime:
     def start(self, spec: ContainerSpec) -> str:
         """Create and start the container; idempotent: an existing container of that name is reused."""
         try:
-            container = self._existing(spec.name) or self._create(spec)
+            container = self._create(spec)
             if container.status == "created":
                 container.start()
             return str(container.id)
@@ -64,45 +64,44 @@ class DockerRuntime:
         except DockerException as exc:
             raise RuntimeFailure(str(exc)) from exc
 
-    def _existing(self, name: str) -> Container | None:
-        try:
-            return self._client.containers.get(name)
-        except NotFound:
-            return None
-
     def _create(self, spec: ContainerSpec) -> Container:
+        """Create straight away (the common case costs one engine call); pull only when the image is missing,
+        and fall back to the existing container when the name is taken (a redelivered execution)."""
+        kwargs = {
+            "command": spec.argv,
+            "name": spec.name,
+            "environment": spec.envs,
+            "labels": spec.labels,
+            "detach": True,
+            "privileged": False,
+        }
         try:
-            self._client.images.get(spec.image)
+            return self._client.containers.create(spec.image, **kwargs)
         except ImageNotFound:
             self._client.images.pull(spec.image)
-        return self._client.containers.create(
-            spec.image,
-            command=spec.argv,
-            name=spec.name,
-            environment=spec.envs,
-            labels=spec.labels,
-            detach=True,
-            privileged=False,
-        )
+            return self._client.containers.create(spec.image, **kwargs)
+        except APIError as exc:
+            if exc.status_code == 409:  # name conflict: this execution's container already exists
+                return self._client.containers.get(spec.name)
+            raise
 
     def wait(self, container_id: str, stop: threading.Event) -> int:
-        container = self._client.containers.get(container_id)
         while True:
             if stop.is_set():
                 raise Interrupted(container_id)
             try:
-                result = container.wait(timeout=1)
+                result = self._client.api.wait(container_id, timeout=1)
                 return int(result["StatusCode"])
             except (requests.exceptions.Timeout, requests.exceptions.ConnectionError):
                 continue  # a wait timeout (or a blip of the engine): check `stop`, then wait again
 
     def logs(self, container_id: str) -> tuple[bytes, bytes]:
-        container = self._client.containers.get(container_id)
-        return container.logs(stdout=True, stderr=False), container.logs(stdout=False, stderr=True)
+        api = self._client.api  # the low-level client: no extra inspect call per request
+        return api.logs(container_id, stdout=True, stderr=False), api.logs(container_id, stdout=False, stderr=True)
 
     def remove(self, container_id: str) -> None:
         with contextlib.suppress(NotFound):
-            self._client.containers.get(container_id).remove(force=True)
+            self._client.api.remove_container(container_id, force=True)
 
 
 def _explain(exc: APIError) -> str:
