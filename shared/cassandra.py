@@ -6,6 +6,7 @@ import time
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import RoundRobinPolicy
 
+from shared.net import wait_for_port
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ SCHEMA = [
 
 def connect(settings: Settings) -> tuple[Cluster, Session]:
     """Connect, retrying until the node answers or the start-up timeout passes."""
+    wait_for_port(
+        settings.cassandra_contact_points[0], settings.cassandra_port, settings.startup_timeout_s, "Cassandra"
+    )
     deadline = time.monotonic() + settings.startup_timeout_s
     while True:
         cluster = Cluster(

@@ -12,6 +12,7 @@ from tenacity import RetryCallState, Retrying, wait_exponential
 
 from shared.events import Event, decode, encode
 from shared.events import Message as EventMessage
+from shared.net import wait_for_port
 from shared.settings import Settings
 from shared.topics import Topics
 
@@ -20,6 +21,9 @@ log = logging.getLogger(__name__)
 
 def wait_for_kafka(settings: Settings) -> None:
     """Block until the broker answers metadata requests (start-up order in `make run` is not guaranteed)."""
+    first = settings.kafka_bootstrap.split(",")[0]
+    host, _, port = first.rpartition(":")
+    wait_for_port(host, int(port), settings.startup_timeout_s, "Kafka")
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     deadline = time.monotonic() + settings.startup_timeout_s
     while True:

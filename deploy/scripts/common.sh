@@ -23,3 +23,16 @@ wait_for() {
   done
   die "$what not ready after ${secs}s"
 }
+
+# run_with_grace SECONDS COMMAND... -> runs COMMAND in a session of its own; on SIGTERM/SIGINT waits SECONDS,
+# then passes SIGTERM on and waits for it to exit. Used for Kafka and Cassandra under the supervisor (which
+# signals every process at once): the services get time to commit offsets and close their sessions before
+# the backing stores go away.
+run_with_grace() {
+  local grace=$1; shift
+  setsid "$@" &
+  local child=$!
+  trap 'sleep "$grace"; kill -TERM "$child" 2>/dev/null' TERM INT
+  wait "$child" || true   # returns early when a signal arrives; the trap then forwards it
+  wait "$child"
+}
