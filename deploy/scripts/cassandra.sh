@@ -15,7 +15,7 @@ jars() {
   [ -f "$CJARS/.complete" ] && return 0
   log "copying Cassandra jars from Maven Central into $CJARS"
   rm -rf "$CJARS"
-  mvn -q -B -f "$ROOT/deploy/jars/cassandra/pom.xml" dependency:copy-dependencies \
+  mvn -q -B -Dstyle.color=never -f "$ROOT/deploy/jars/cassandra/pom.xml" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$CJARS" >/dev/null
   touch "$CJARS/.complete"
 }

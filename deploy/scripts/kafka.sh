@@ -16,7 +16,7 @@ jars() {
   [ -f "$KJARS/.complete" ] && return 0
   log "copying Kafka jars from Maven Central into $KJARS"
   rm -rf "$KJARS"
-  mvn -q -B -f "$ROOT/deploy/jars/kafka/pom.xml" dependency:copy-dependencies \
+  mvn -q -B -Dstyle.color=never -f "$ROOT/deploy/jars/kafka/pom.xml" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$KJARS" >/dev/null
   touch "$KJARS/.complete"
 }
