@@ -4,11 +4,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from pydantic import ValidationError
-from tenacity import RetryCallState, Retrying, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_not_exception_type, wait_exponential
 
 from shared.events import Event, decode, encode
 from shared.events import Message as EventMessage
@@ -155,25 +156,35 @@ def run_consumer(
                     log.warning("consumer error", extra={"error": str(error)})
                 continue
             event = decode_or_park(msg, producer, topics)
-            if event is not None and not _handle_until_done(handle, event, msg, stop):
+            context = {"type": getattr(event, "type", None), "topic": msg.topic(), "offset": msg.offset()}
+            if event is not None and not retry_until_done(partial(handle, event), stop, context):
                 break  # stopping mid-retry: leave the offset unstored so the message comes again
             consumer.store_offsets(msg)
     finally:
         consumer.close()
 
 
-def _handle_until_done(handle: Callable[[Event], None], event: Event, msg: Message, stop: threading.Event) -> bool:
+def retry_until_done(
+    action: Callable[[], None],
+    stop: threading.Event,
+    context: dict[str, object],
+    give_up_on: tuple[type[BaseException], ...] = (),
+) -> bool:
+    """Run `action` until it succeeds, pausing longer after each failure (0.2 s doubling up to 10 s).
+
+    Returns False when `stop` was set before it succeeded: the caller then leaves its message unacknowledged,
+    so it is delivered again later. Exceptions in `give_up_on` are not retried but raised at once.
+    """
+
     def log_retry(state: RetryCallState) -> None:
-        log.error(
-            "handler failed; retrying",
-            exc_info=state.outcome.exception() if state.outcome else None,
-            extra={"type": event.type, "job_id": str(event.job_id), "offset": msg.offset()},
-        )
+        error = state.outcome.exception() if state.outcome else None
+        log.error("handling failed; retrying", exc_info=error, extra=context)
 
     def pause(seconds: float) -> None:
         stop.wait(seconds)  # a stop request cuts the pause short
 
     retrying = Retrying(
+        retry=retry_if_not_exception_type(give_up_on),
         wait=wait_exponential(multiplier=0.2, max=10),
         stop=lambda _state: stop.is_set(),
         sleep=pause,
@@ -181,7 +192,9 @@ def _handle_until_done(handle: Callable[[Event], None], event: Event, msg: Messa
         reraise=True,
     )
     try:
-        retrying(handle, event)
+        retrying(action)
         return True
+    except give_up_on:
+        raise
     except Exception:
-        return False  # only reached once stopping: the message stays unacknowledged
+        return False  # only reached once stopping

@@ -12,7 +12,7 @@ from services.runner.offsets import OffsetTracker
 from services.runner.runtime import DockerRuntime, Interrupted
 from shared.events import ExecutionDue
 from shared.events import Message as EventMessage
-from shared.kafka import EventProducer, consumer_config, decode_or_park
+from shared.kafka import EventProducer, consumer_config, decode_or_park, retry_until_done
 from shared.lifecycle import prepare_backends
 from shared.settings import RunnerSettings
 from shared.topics import Topics, group_id
@@ -64,14 +64,19 @@ class Runner:
         self.pool.submit(self._work, event, partition, offset, stop)
 
     def _work(self, due: ExecutionDue, partition: tuple[str, int], offset: int, stop: threading.Event) -> None:
-        try:
+        """Run one execution; failures (engine or broker trouble) are retried, which is safe because the
+        container is found again by name. Only a stop leaves the message unacknowledged."""
+
+        def attempt() -> None:
             run_execution(due, self.runtime, self._publish, self.settings.host_label, self.settings.max_log_bytes, stop)
+
+        context = {"execution_id": str(due.execution_id), "offset": offset}
+        try:
+            if not retry_until_done(attempt, stop, context, give_up_on=(Interrupted,)):
+                return
         except Interrupted:
             log.info("left running for a later runner", extra={"execution_id": str(due.execution_id)})
             return
-        except Exception:
-            log.exception("execution handling failed", extra={"execution_id": str(due.execution_id)})
-            return  # not acknowledged: the message is delivered again after a restart or rebalance
         self.finished.put((*partition, offset))
 
     def _publish(self, event: EventMessage) -> None:
