@@ -21,13 +21,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def new_execution_id(at: datetime | None = None) -> uuid.UUID:
-    """Execution ids are time-based (v1) UUIDs: Cassandra sorts a job's executions newest first by them."""
-    if at is None:
+def new_execution_id(at: datetime | None = None, seed: uuid.UUID | None = None) -> uuid.UUID:
+    """Execution ids are time-based (v1) UUIDs: Cassandra sorts a job's executions newest first by them.
+
+    With `seed`, the id is deterministic (its non-time bits come from the seed): deciding the same execution
+    twice yields the same id.
+    """
+    if at is None and seed is None:
         return uuid.uuid1()
+    at = at or utcnow()
     # uuid1 takes its clock from now; build one for a given instant (100 ns ticks since 1582-10-15).
     ticks = int(at.timestamp() * 10_000_000) + 0x01B21DD213814000
-    rand = uuid.uuid4().int
+    rand = (seed or uuid.uuid4()).int
     return uuid.UUID(
         fields=(
             ticks & 0xFFFFFFFF,
@@ -57,8 +62,24 @@ class Message(BaseModel):
         return str(self.job_id).encode()
 
 
+ConcurrencyPolicy = Literal["Allow", "Forbid", "Replace"]
+
+
+class RetryBackoff(BaseModel):
+    """Pause before retry n (n >= 1): min(max_ms, min_ms * factor ** (n - 1))."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min_ms: int
+    factor: float
+    max_ms: int
+
+
 class JobDefinition(BaseModel):
-    """What a client asked to run: the body of POST /tasks/{taskId}, validated."""
+    """What a client asked to run: the body of POST /tasks/{taskId}, validated.
+
+    Times are absolute: the API turns `startIn` into `start_at` when it accepts the request.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -66,6 +87,19 @@ class JobDefinition(BaseModel):
     command: str
     envs: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, object] = Field(default_factory=dict)
+    start_at: datetime | None = None
+    cron: str | None = None
+    cron_timezone: str = "UTC"
+    retries: int = 0
+    retry_backoff: RetryBackoff | None = None
+    expiration: datetime | None = None
+    timeout_s: int | None = None
+    concurrency_policy: ConcurrencyPolicy = "Allow"
+    catch_up: bool = True
+
+    @property
+    def runs_now(self) -> bool:
+        return self.start_at is None and self.cron is None
 
 
 class JobRequested(Message):
@@ -77,8 +111,42 @@ class JobRequested(Message):
     request_ip: str | None = None
 
 
+class JobUpdated(Message):
+    """Order from the API (PUT): create the job with this id or replace its definition and reschedule it."""
+
+    type: Literal["JobUpdated"] = "JobUpdated"
+    execution_id: uuid.UUID | None = None
+    definition: JobDefinition
+    request_ip: str | None = None
+
+
+class JobStopRequested(Message):
+    """Order: stop the job's running executions and cancel every future one (schedule, cron, retries)."""
+
+    type: Literal["JobStopRequested"] = "JobStopRequested"
+
+
+class JobRetryRequested(Message):
+    """Order: run the job again now, as a new execution (`execution_id`, chosen by the API)."""
+
+    type: Literal["JobRetryRequested"] = "JobRetryRequested"
+    execution_id: uuid.UUID
+    request_ip: str | None = None
+
+
+class ExecutionStopRequested(Message):
+    """Order: stop this one execution; the job's schedule carries on."""
+
+    type: Literal["ExecutionStopRequested"] = "ExecutionStopRequested"
+    execution_id: uuid.UUID
+
+
 class ExecutionDue(Message):
-    """The scheduler decided an execution runs now; a runner picks it up."""
+    """The scheduler decided an execution runs now; a runner picks it up.
+
+    `expiration`: a runner that would start it later ends it `expired` instead. `timeout_s`: the runner stops
+    the container after that long and ends it `timedout`.
+    """
 
     type: Literal["ExecutionDue"] = "ExecutionDue"
     execution_id: uuid.UUID
@@ -86,6 +154,15 @@ class ExecutionDue(Message):
     command: str
     envs: dict[str, str] = Field(default_factory=dict)
     attempt: int = 1
+    expiration: datetime | None = None
+    timeout_s: int | None = None
+
+
+class StopExecution(Message):
+    """Broadcast to every runner: whichever holds this execution stops its container (ends `stopped`)."""
+
+    type: Literal["StopExecution"] = "StopExecution"
+    execution_id: uuid.UUID
 
 
 class ExecutionStarted(Message):
@@ -111,8 +188,18 @@ class ExecutionFinished(Message):
     started_at: datetime | None = None
 
 
+Command = JobRequested | JobUpdated | JobStopRequested | JobRetryRequested | ExecutionStopRequested
+
 Event = Annotated[
-    JobRequested | ExecutionDue | ExecutionStarted | ExecutionFinished,
+    JobRequested
+    | JobUpdated
+    | JobStopRequested
+    | JobRetryRequested
+    | ExecutionStopRequested
+    | ExecutionDue
+    | StopExecution
+    | ExecutionStarted
+    | ExecutionFinished,
     Field(discriminator="type"),
 ]
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)

@@ -19,6 +19,9 @@ from shared.topics import Topics
 
 log = logging.getLogger(__name__)
 
+# Java clients' default partitioner: external producers keyed by job id land where ours do.
+PARTITIONER = "murmur2_random"
+
 
 def wait_for_kafka(settings: Settings) -> None:
     """Block until the broker answers metadata requests (start-up order in `make run` is not guaranteed)."""
@@ -42,9 +45,12 @@ def ensure_topics(settings: Settings) -> None:
     wait_for_kafka(settings)
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     existing = set(admin.list_topics(timeout=10).topics)
+    topics = Topics.from_settings(settings)
+    # Every topic has the same partition count: one job's messages land in the same partition number on each
+    # (same key, same partitioner), which is what lets the scheduler own a job's commands, events and state.
     wanted = [
-        NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1)
-        for name in Topics.from_settings(settings).all()
+        NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1, config=topics.config(name))
+        for name in topics.all()
         if name not in existing
     ]
     if not wanted:
@@ -68,6 +74,7 @@ class EventProducer:
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 0,
+                "partitioner": PARTITIONER,
                 "message.max.bytes": 4_000_000,
             }
         )

@@ -37,6 +37,19 @@ class ApiSettings(Settings):
     max_body_bytes: int = 1_000_000
 
 
+class SchedulerSettings(Settings):
+    """The scheduler: retry defaults and instance identity."""
+
+    # Transactional identity; empty = a random one per process (set a stable one per replica to make a
+    # restarted replica fence its predecessor at once instead of after the 10 s transaction timeout).
+    scheduler_instance: str = ""
+    retry_backoff_min_ms: int = Field(default=1000, ge=1)
+    retry_backoff_factor: float = Field(default=2.0, ge=1.0)
+    retry_backoff_max_ms: int = Field(default=300_000, ge=1)
+    # A cron fire later than this was missed (everything was down): catchUp decides whether it still runs.
+    missed_fire_grace_s: float = Field(default=30.0, gt=0)
+
+
 class RunnerSettings(Settings):
     """One runner serves one Docker host."""
 

@@ -3,9 +3,9 @@
 from services.scheduler.service import serve
 from shared.lifecycle import stop_on_signals
 from shared.logs import setup_logging
-from shared.settings import Settings
+from shared.settings import SchedulerSettings
 
 if __name__ == "__main__":
-    settings = Settings()
+    settings = SchedulerSettings()
     setup_logging(settings)
     serve(settings, stop_on_signals())

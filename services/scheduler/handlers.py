@@ -1,37 +1,179 @@
-"""Scheduling decisions, free of Kafka: each handler returns the events to publish."""
+"""Scheduling decisions, free of Kafka: each takes a job's state and a message (or the clock) and returns the
+job's new state and the messages to publish. The service commits both in one Kafka transaction."""
 
 import uuid
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from shared.events import Event, ExecutionDue, JobRequested
+from services.scheduler.state import JobState, Timer
+from shared.events import (
+    ExecutionDue,
+    ExecutionFinished,
+    ExecutionStopRequested,
+    JobRequested,
+    JobRetryRequested,
+    JobStopRequested,
+    JobUpdated,
+    Message,
+    RetryBackoff,
+    StopExecution,
+    new_execution_id,
+)
+from shared.schedule import backoff_delay, next_cron_fire
 
-
-def schedule_job(cmd: JobRequested) -> list[ExecutionDue]:
-    """A job that runs now gets its first execution at once, with the id the API already gave the client."""
-    if cmd.execution_id is None:
-        return []  # delayed and periodic jobs: not built yet (issue: scheduling and job lifecycle)
-    d = cmd.definition
-    # Deterministic id and time: a redelivered JobRequested yields the very same event, which every consumer
-    # then treats as a repeat (and whose projection write cannot overwrite a later status).
-    return [
-        ExecutionDue(
-            event_id=uuid.uuid5(cmd.execution_id, "due"),
-            occurred_at=cmd.occurred_at,
-            task_id=cmd.task_id,
-            job_id=cmd.job_id,
-            execution_id=cmd.execution_id,
-            image=d.image,
-            command=d.command,
-            envs=d.envs,
-            attempt=1,
-        )
-    ]
+RETRYABLE = frozenset({"failed", "timedout"})
 
 
-HANDLERS: dict[type, Callable[[Any], list[ExecutionDue]]] = {JobRequested: schedule_job}
+@dataclass(frozen=True)
+class Policy:
+    """Server-wide scheduling settings."""
+
+    default_backoff: RetryBackoff = field(default_factory=lambda: RetryBackoff(min_ms=1000, factor=2.0, max_ms=300_000))
+    # A cron fire later than this counts as missed (everything was down): run once, or skip with catchUp false.
+    missed_fire_grace: timedelta = timedelta(seconds=30)
 
 
-def handle(event: Event) -> list[ExecutionDue]:
-    handler = HANDLERS.get(type(event))
-    return handler(event) if handler else []
+@dataclass
+class Decision:
+    """The outcome of handling one message or one clock tick for one job."""
+
+    state: JobState | None
+    publish: list[Message] = field(default_factory=list)
+
+
+def execution_due(state: JobState, execution_id: uuid.UUID, attempt: int, at: datetime) -> ExecutionDue:
+    d = state.definition
+    return ExecutionDue(
+        event_id=uuid.uuid5(execution_id, "due"),
+        occurred_at=at,
+        task_id=state.task_id,
+        job_id=state.job_id,
+        execution_id=execution_id,
+        image=d.image,
+        command=d.command,
+        envs=d.envs,
+        attempt=attempt,
+        expiration=d.expiration,
+        timeout_s=d.timeout_s,
+    )
+
+
+def _decide_execution(state: JobState, attempt: int, now: datetime, execution_id: uuid.UUID | None = None) -> Decision:
+    """Emit one ExecutionDue and remember it as running."""
+    if execution_id is None:
+        seed = uuid.uuid5(state.job_id, f"{state.generation}:{state.decided}")
+        execution_id = new_execution_id(now, seed)
+    due = execution_due(state, execution_id, attempt, now)
+    new = state.model_copy(update={"decided": state.decided + 1, "running": {**state.running, execution_id: attempt}})
+    return Decision(new, [due])
+
+
+def first_timers(state: JobState, now: datetime) -> tuple[Timer, ...]:
+    d = state.definition
+    if d.cron is not None:
+        return (Timer(fire_at=next_cron_fire(d.cron, d.cron_timezone, now), kind="cron"),)
+    if d.start_at is not None:
+        return (Timer(fire_at=d.start_at, kind="start"),)
+    return ()
+
+
+def define_job(state: JobState | None, cmd: JobRequested | JobUpdated, now: datetime) -> Decision:
+    """Create or replace a job: the old definition's pending timers are dropped, the new schedule set."""
+    new = JobState(
+        task_id=cmd.task_id,
+        job_id=cmd.job_id,
+        definition=cmd.definition,
+        generation=state.generation + 1 if state else 0,
+        running=state.running if state else {},
+    )
+    if cmd.definition.runs_now:
+        return _decide_execution(new, 1, now, cmd.execution_id)
+    return Decision(new.model_copy(update={"timers": first_timers(new, now)}))
+
+
+def stop_job(state: JobState | None, _cmd: JobStopRequested, _now: datetime) -> Decision:
+    if state is None:
+        return Decision(None)
+    stops: list[Message] = [_stop(state, eid) for eid in state.running]
+    return Decision(state.model_copy(update={"stopped": True, "timers": ()}), stops)
+
+
+def stop_execution(state: JobState | None, cmd: ExecutionStopRequested, _now: datetime) -> Decision:
+    # Sent even when we do not know it as running: it may be queued at a runner.
+    stop = StopExecution(task_id=cmd.task_id, job_id=cmd.job_id, execution_id=cmd.execution_id)
+    return Decision(state, [stop])
+
+
+def retry_job(state: JobState | None, cmd: JobRetryRequested, now: datetime) -> Decision:
+    if state is None:
+        return Decision(None)  # the API only sends this for jobs it knows; nothing to run without a definition
+    return _decide_execution(state, 1, now, cmd.execution_id)
+
+
+def execution_finished(state: JobState | None, event: ExecutionFinished, now: datetime, policy: Policy) -> Decision:
+    """Forget the execution; a retryable failure with attempts left gets a retry timer after the backoff."""
+    if state is None or event.execution_id not in state.running:
+        return Decision(state)
+    attempt = state.running[event.execution_id]
+    running = {k: v for k, v in state.running.items() if k != event.execution_id}
+    timers = state.timers
+    d = state.definition
+    if event.status in RETRYABLE and not state.stopped and attempt <= d.retries:
+        delay = backoff_delay(attempt, d.retry_backoff or policy.default_backoff)
+        timers = (*timers, Timer(fire_at=now + delay, kind="retry", attempt=attempt + 1))
+    return Decision(state.model_copy(update={"running": running, "timers": timers}))
+
+
+def fire_due_timers(state: JobState, now: datetime, policy: Policy) -> Decision:
+    """Fire every timer of the job that is due at `now`."""
+    decision = Decision(state)
+    due = [t for t in state.timers if t.fire_at <= now]
+    if not due or state.stopped:
+        return decision
+    remaining = tuple(t for t in state.timers if t.fire_at > now)
+    decision.state = state.model_copy(update={"timers": remaining})
+    for timer in sorted(due, key=lambda t: t.fire_at):
+        assert decision.state is not None
+        step = _fire(decision.state, timer, now, policy)
+        decision.state = step.state
+        decision.publish += step.publish
+    return decision
+
+
+def _fire(state: JobState, timer: Timer, now: datetime, policy: Policy) -> Decision:
+    if timer.kind != "cron":
+        return _decide_execution(state, timer.attempt, now)
+    d = state.definition
+    assert d.cron is not None
+    following = Timer(fire_at=next_cron_fire(d.cron, d.cron_timezone, max(now, timer.fire_at)), kind="cron")
+    state = state.model_copy(update={"timers": (*state.timers, following)})
+    missed = now - timer.fire_at > policy.missed_fire_grace
+    if missed and not d.catch_up:
+        return Decision(state)
+    if state.running and d.concurrency_policy == "Forbid":
+        return Decision(state)
+    stops: list[Message] = []
+    if state.running and d.concurrency_policy == "Replace":
+        stops = [_stop(state, eid) for eid in state.running]
+    decision = _decide_execution(state, 1, now)
+    decision.publish = stops + decision.publish
+    return decision
+
+
+def _stop(state: JobState, execution_id: uuid.UUID) -> StopExecution:
+    return StopExecution(task_id=state.task_id, job_id=state.job_id, execution_id=execution_id)
+
+
+def handle(state: JobState | None, message: Message, now: datetime, policy: Policy) -> Decision:
+    """Route a message from the jobs or executions topic to its decision."""
+    if isinstance(message, JobRequested | JobUpdated):
+        return define_job(state, message, now)
+    if isinstance(message, JobStopRequested):
+        return stop_job(state, message, now)
+    if isinstance(message, ExecutionStopRequested):
+        return stop_execution(state, message, now)
+    if isinstance(message, JobRetryRequested):
+        return retry_job(state, message, now)
+    if isinstance(message, ExecutionFinished):
+        return execution_finished(state, message, now, policy)
+    return Decision(state)

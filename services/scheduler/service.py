@@ -1,31 +1,271 @@
-"""The scheduler's wiring: turn job orders into ExecutionDue events."""
+"""The scheduler's wiring: a Kafka consume-decide-produce loop where every step is one transaction.
 
+The scheduler owns jobs by partition: it consumes the `jobs` and `executions` topics with the range assignor,
+so partition p of both (same key, same partitioner, same count) goes to one instance, which also owns
+partition p of the compacted state topic. Each step — the messages consumed, the timers fired, the new job
+states, the ExecutionDue/StopExecution produced and the consumer offsets — is committed in ONE Kafka
+transaction. A timer therefore fires exactly once: either the whole step is visible (state says "fired",
+ExecutionDue is out, offsets moved) or none of it is, and a restarted or other instance redoes it.
+"""
+
+import heapq
 import logging
 import threading
+import uuid
+from datetime import timedelta
 
-from services.scheduler.handlers import handle
-from shared.events import Event
-from shared.kafka import EventProducer, run_consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Message as KafkaMessage
+from pydantic import ValidationError
+
+from services.scheduler.handlers import Decision, Policy, fire_due_timers, handle
+from services.scheduler.state import JobState
+from shared.events import Message, RetryBackoff, StopExecution, decode, encode, utcnow
+from shared.kafka import PARTITIONER
 from shared.lifecycle import prepare_backends
-from shared.settings import Settings
+from shared.settings import SchedulerSettings
 from shared.topics import Topics, group_id
 
 log = logging.getLogger("scheduler")
 
 
-def serve(settings: Settings, stop: threading.Event) -> None:
+def policy_from(settings: SchedulerSettings) -> Policy:
+    backoff = RetryBackoff(
+        min_ms=settings.retry_backoff_min_ms,
+        factor=settings.retry_backoff_factor,
+        max_ms=settings.retry_backoff_max_ms,
+    )
+    return Policy(default_backoff=backoff, missed_fire_grace=timedelta(seconds=settings.missed_fire_grace_s))
+
+
+class Scheduler:
+    """One scheduler instance: the jobs of its partitions in memory, their timers in a heap."""
+
+    def __init__(self, settings: SchedulerSettings) -> None:
+        self.settings = settings
+        self.topics = Topics.from_settings(settings)
+        self.policy = policy_from(settings)
+        self.group = group_id(settings, "scheduler")
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": self.group,
+                "enable.auto.commit": False,  # offsets are committed inside our transactions
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "range",  # co-partitioned topics go to the same instance
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 1_000,
+            }
+        )
+        instance = settings.scheduler_instance or uuid.uuid4().hex[:12]
+        self.producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "transactional.id": f"{self.group}-{instance}",
+                "transaction.timeout.ms": 10_000,
+                "partitioner": PARTITIONER,
+                "linger.ms": 0,
+            }
+        )
+        self.jobs: dict[int, dict[uuid.UUID, JobState]] = {}  # partition -> job id -> state
+        self.timers: list[tuple[float, str, int]] = []  # (fire time, job id, partition), possibly stale
+        self.needs_reload = False
+
+    # --- ownership -------------------------------------------------------------------------------------------
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for p in {tp.partition for tp in partitions} - set(self.jobs):
+            self._load(p)
+        log.info("partitions assigned", extra={"partitions": sorted(self.jobs)})
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for p in {tp.partition for tp in partitions}:
+            self.jobs.pop(p, None)
+        log.info("partitions revoked", extra={"partitions": sorted({tp.partition for tp in partitions})})
+
+    def _load(self, partition: int) -> None:
+        """Read the committed states of one partition from the compacted state topic."""
+        reader = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "group.id": f"{self.group}-loader",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+            }
+        )
+        states: dict[uuid.UUID, JobState] = {}
+        try:
+            reader.assign([TopicPartition(self.topics.scheduler_state, partition, OFFSET_BEGINNING)])
+            while True:
+                msg = reader.poll(1.0)
+                if msg is None:
+                    continue
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        break
+                    raise KafkaException(error)
+                job_id = uuid.UUID((msg.key() or b"").decode())
+                if msg.value() is None:
+                    states.pop(job_id, None)
+                else:
+                    states[job_id] = JobState.model_validate_json(msg.value() or b"")
+        finally:
+            reader.close()
+        self.jobs[partition] = states
+        for state in states.values():
+            self._track(partition, state)
+        log.info("state loaded", extra={"partition": partition, "jobs": len(states)})
+
+    def _track(self, partition: int, state: JobState) -> None:
+        fire = state.next_fire()
+        if fire is not None and not state.stopped:
+            heapq.heappush(self.timers, (fire.timestamp(), str(state.job_id), partition))
+
+    # --- the loop --------------------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        self.producer.init_transactions(30)
+        self.consumer.subscribe(
+            [self.topics.jobs, self.topics.executions], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        try:
+            while not stop.is_set():
+                if self.needs_reload:
+                    self._reload()
+                messages = self.consumer.consume(200, timeout=self._wait_time())
+                self._step(messages)
+        finally:
+            self.consumer.close()
+            self.producer.flush(5)
+
+    def _wait_time(self) -> float:
+        if not self.timers:
+            return 0.5
+        return max(0.0, min(0.5, self.timers[0][0] - utcnow().timestamp()))
+
+    def _step(self, messages: list[KafkaMessage]) -> None:
+        now = utcnow()
+        changed: dict[uuid.UUID, tuple[int, JobState | None]] = {}
+        out: list[Message] = []
+        parked: list[KafkaMessage] = []
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", extra={"error": str(error)})
+                continue
+            try:
+                event = decode(msg.value() or b"")
+            except ValidationError:
+                parked.append(msg)
+                continue
+            partition = msg.partition() or 0
+            decision = handle(self._state(partition, event.job_id, changed), event, now, self.policy)
+            self._collect(partition, event.job_id, decision, changed, out)
+        self._fire_timers(changed, out)
+        if not (messages or changed or out):
+            return
+        self._commit(changed, out, parked)
+
+    def _state(
+        self, partition: int, job_id: uuid.UUID, changed: dict[uuid.UUID, tuple[int, JobState | None]]
+    ) -> JobState | None:
+        if job_id in changed:
+            return changed[job_id][1]
+        return self.jobs.get(partition, {}).get(job_id)
+
+    def _collect(
+        self,
+        partition: int,
+        job_id: uuid.UUID,
+        decision: Decision,
+        changed: dict[uuid.UUID, tuple[int, JobState | None]],
+        out: list[Message],
+    ) -> None:
+        if decision.state is not self._state(partition, job_id, changed):
+            changed[job_id] = (partition, decision.state)
+        out.extend(decision.publish)
+
+    def _fire_timers(self, changed: dict[uuid.UUID, tuple[int, JobState | None]], out: list[Message]) -> None:
+        now_ts = utcnow().timestamp()
+        seen: set[str] = set()
+        while self.timers and self.timers[0][0] <= now_ts:
+            _, job, partition = heapq.heappop(self.timers)
+            if job in seen or partition not in self.jobs:
+                continue  # duplicate heap entry, or a partition no longer ours
+            seen.add(job)
+            job_id = uuid.UUID(job)
+            state = self._state(partition, job_id, changed)
+            if state is None:
+                continue
+            decision = fire_due_timers(state, utcnow(), self.policy)
+            self._collect(partition, job_id, decision, changed, out)
+
+    def _commit(
+        self, changed: dict[uuid.UUID, tuple[int, JobState | None]], out: list[Message], parked: list[KafkaMessage]
+    ) -> None:
+        try:
+            self.producer.begin_transaction()
+            for job_id, (partition, state) in changed.items():
+                value = state.model_dump_json().encode() if state is not None else None
+                self.producer.produce(
+                    self.topics.scheduler_state, key=str(job_id).encode(), value=value, partition=partition
+                )
+            for message in out:
+                self.producer.produce(self._topic_of(message), key=message.key, value=encode(message))
+            for msg in parked:
+                self.producer.produce(self.topics.dead_letter, key=msg.key(), value=msg.value())
+            assignment = self.consumer.assignment()
+            if assignment:
+                positions = [tp for tp in self.consumer.position(assignment) if tp.offset >= 0]
+                if positions:
+                    self.producer.send_offsets_to_transaction(positions, self.consumer.consumer_group_metadata(), 30)
+            self.producer.commit_transaction(30)
+        except KafkaException as exc:
+            log.error("transaction failed; rewinding to the last commit", extra={"error": str(exc)})
+            if exc.args[0].txn_requires_abort():
+                self.producer.abort_transaction(30)
+            elif not exc.args[0].retriable():
+                raise
+            self.needs_reload = True
+            return
+        for job_id, (partition, state) in changed.items():
+            jobs = self.jobs.get(partition)
+            if jobs is None:
+                continue
+            if state is None:
+                jobs.pop(job_id, None)
+            else:
+                jobs[job_id] = state
+                self._track(partition, state)
+        for message in out:
+            log.info("published", extra={"message": message, "job_id": str(message.job_id)})
+
+    def _topic_of(self, message: Message) -> str:
+        return self.topics.control if isinstance(message, StopExecution) else self.topics.due
+
+    def _reload(self) -> None:
+        """After an aborted transaction: go back to the committed offsets and the committed states."""
+        assignment = self.consumer.assignment()
+        committed = self.consumer.committed(assignment, timeout=30)
+        for tp in committed:
+            if tp.offset < 0:
+                tp.offset = OFFSET_BEGINNING
+            self.consumer.seek(tp)
+        partitions = set(self.jobs)
+        self.jobs.clear()
+        self.timers.clear()
+        for p in partitions:
+            self._load(p)
+        self.needs_reload = False
+
+
+def serve(settings: SchedulerSettings, stop: threading.Event) -> None:
     prepare_backends(settings)
-    topics = Topics.from_settings(settings)
-    producer = EventProducer(settings)
-
-    def on_event(event: Event) -> None:
-        for due in handle(event):
-            producer.publish(topics.due, due)
-            log.info("execution due", extra={"job_id": str(due.job_id), "execution_id": str(due.execution_id)})
-
+    scheduler = Scheduler(settings)
     log.info("scheduler started")
     try:
-        run_consumer(settings, group_id(settings, "scheduler"), [topics.jobs], on_event, producer, stop)
+        scheduler.run(stop)
     finally:
-        producer.close()
         log.info("scheduler stopped")
