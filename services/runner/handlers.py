@@ -2,12 +2,14 @@
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.runner.runtime import ContainerRuntime, ContainerSpec, RuntimeFailure, split_command
-from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, Message, utcnow
+from services.runner.runtime import ContainerRuntime, ContainerSpec, Interrupted, RuntimeFailure, split_command
+from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, ExecutionStatus, Message, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -41,38 +43,71 @@ def clip(raw: bytes, limit: int) -> str:
     return f"[fastlane: first {len(raw) - limit} bytes cut]\n{kept}"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Runner-wide limits: log size kept, longest run allowed, grace between SIGTERM and SIGKILL."""
+
+    max_log_bytes: int = 256 * 1024
+    hard_timeout_s: float = 1800.0
+    stop_grace_s: float = 10.0
+
+
 def run_execution(
     due: ExecutionDue,
     runtime: ContainerRuntime,
     publish: Publish,
     host: str,
-    max_log_bytes: int,
+    limits: Limits,
     stop: threading.Event,
+    cancel: threading.Event | None = None,
 ) -> None:
     """Run the container of `due` to its end, publishing ExecutionStarted and ExecutionFinished.
 
-    Raises Interrupted when the runner stops first: nothing is published and the message is not acknowledged,
+    Ends `expired` without running when it is past its expiration, `stopped` when `cancel` is set (before or
+    while it runs), `timedout` when it runs longer than its timeout (capped by the hard limit). Raises
+    Interrupted when the runner itself stops first: nothing is published and the message is not acknowledged,
     so the execution is picked up again (and its container found by name).
     """
+    cancel = cancel or threading.Event()
     ids: dict[str, Any] = {"task_id": due.task_id, "job_id": due.job_id, "execution_id": due.execution_id}
+    if due.expiration is not None and utcnow() > due.expiration:
+        reason = f"expired: it was due to start by {due.expiration.isoformat()} and was not run"
+        publish(ExecutionFinished(**ids, status="expired", error=reason, host=host))
+        return
+    if cancel.is_set():
+        publish(ExecutionFinished(**ids, status="stopped", error="stopped before it started", host=host))
+        return
     try:
-        spec = container_spec(due)
-        container_id = runtime.start(spec)
+        container_id = runtime.start(container_spec(due))
     except (RuntimeFailure, ValueError) as exc:
         log.warning("could not run", extra={"execution_id": str(due.execution_id), "error": str(exc)})
         publish(ExecutionFinished(**ids, status="failed", error=str(exc), host=host))
         return
     started_at: datetime = utcnow()
     publish(ExecutionStarted(**ids, host=host, container_id=container_id, occurred_at=started_at))
-    exit_code = runtime.wait(container_id, stop)
+    timeout = min(limits.hard_timeout_s if due.timeout_s is None else due.timeout_s, limits.hard_timeout_s)
+    deadline = time.monotonic() + timeout
+    ended_by: ExecutionStatus | None = None
+    error: str | None = None
+    while (exit_code := runtime.wait(container_id, 1.0)) is None:
+        if stop.is_set():
+            raise Interrupted(container_id)
+        if cancel.is_set() or time.monotonic() > deadline:
+            ended_by = "stopped" if cancel.is_set() else "timedout"
+            error = "stopped on request" if ended_by == "stopped" else f"timed out after {timeout:g}s"
+            runtime.stop(container_id, limits.stop_grace_s)
+            while (exit_code := runtime.wait(container_id, limits.stop_grace_s + 5)) is None:
+                runtime.stop(container_id, 0)
+            break
     stdout, stderr = runtime.logs(container_id)
     publish(
         ExecutionFinished(
             **ids,
-            status="done" if exit_code == 0 else "failed",
+            status=ended_by or ("done" if exit_code == 0 else "failed"),
             exit_code=exit_code,
-            stdout=clip(stdout, max_log_bytes),
-            stderr=clip(stderr, max_log_bytes),
+            stdout=clip(stdout, limits.max_log_bytes),
+            stderr=clip(stderr, limits.max_log_bytes),
+            error=error,
             host=host,
             started_at=started_at,
         )

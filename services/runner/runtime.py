@@ -2,7 +2,6 @@
 
 import contextlib
 import shlex
-import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,7 +32,13 @@ class ContainerSpec:
 
 class ContainerRuntime(Protocol):
     def start(self, spec: ContainerSpec) -> str: ...
-    def wait(self, container_id: str, stop: threading.Event) -> int: ...
+
+    def wait(self, container_id: str, seconds: float) -> int | None:
+        """The exit code once the container has ended, or None if it still runs after `seconds`."""
+
+    def stop(self, container_id: str, grace_s: float) -> None:
+        """SIGTERM, then SIGKILL after `grace_s`."""
+
     def logs(self, container_id: str) -> tuple[bytes, bytes]: ...
     def remove(self, container_id: str) -> None: ...
 
@@ -85,15 +90,16 @@ class DockerRuntime:
                 return self._client.containers.get(spec.name)
             raise
 
-    def wait(self, container_id: str, stop: threading.Event) -> int:
-        while True:
-            if stop.is_set():
-                raise Interrupted(container_id)
-            try:
-                result = self._client.api.wait(container_id, timeout=1)
-                return int(result["StatusCode"])
-            except (requests.exceptions.Timeout, requests.exceptions.ConnectionError):
-                continue  # a wait timeout (or a blip of the engine): check `stop`, then wait again
+    def wait(self, container_id: str, seconds: float) -> int | None:
+        try:
+            result = self._client.api.wait(container_id, timeout=seconds)
+            return int(result["StatusCode"])
+        except (requests.exceptions.Timeout, requests.exceptions.ConnectionError):
+            return None  # still running (or a blip of the engine): the caller checks its deadlines and waits again
+
+    def stop(self, container_id: str, grace_s: float) -> None:
+        with contextlib.suppress(NotFound):
+            self._client.api.stop(container_id, timeout=int(grace_s))
 
     def logs(self, container_id: str) -> tuple[bytes, bytes]:
         api = self._client.api  # the low-level client: no extra inspect call per request

@@ -3,14 +3,17 @@
 import logging
 import queue
 import threading
+import uuid
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from pydantic import ValidationError
 
-from services.runner.handlers import run_execution
+from services.runner.handlers import Limits, run_execution
 from services.runner.offsets import OffsetTracker
 from services.runner.runtime import DockerRuntime, Interrupted
-from shared.events import ExecutionDue
+from shared.events import ExecutionDue, StopExecution, decode
 from shared.events import Message as EventMessage
 from shared.kafka import EventProducer, consumer_config, decode_or_park, retry_until_done
 from shared.lifecycle import prepare_backends
@@ -18,6 +21,36 @@ from shared.settings import RunnerSettings
 from shared.topics import Topics, group_id
 
 log = logging.getLogger("runner")
+
+
+class StopRequests:
+    """Stop requests by execution id: a cancel flag for each execution this runner holds, and a bounded
+    memory of requests for executions it does not hold (yet: they may still be queued for it)."""
+
+    def __init__(self, remember: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[uuid.UUID, threading.Event] = {}
+        self._early: OrderedDict[uuid.UUID, None] = OrderedDict()
+        self._remember = remember
+
+    def track(self, execution_id: uuid.UUID) -> threading.Event:
+        with self._lock:
+            cancel = self._active.setdefault(execution_id, threading.Event())
+            if execution_id in self._early:
+                cancel.set()
+            return cancel
+
+    def untrack(self, execution_id: uuid.UUID) -> None:
+        with self._lock:
+            self._active.pop(execution_id, None)
+
+    def request(self, execution_id: uuid.UUID) -> None:
+        with self._lock:
+            if execution_id in self._active:
+                self._active[execution_id].set()
+            self._early[execution_id] = None
+            while len(self._early) > self._remember:
+                self._early.popitem(last=False)
 
 
 class Runner:
@@ -32,9 +65,13 @@ class Runner:
         self.finished: queue.SimpleQueue[tuple[str, int, int]] = queue.SimpleQueue()
         self.pool = ThreadPoolExecutor(settings.max_running, thread_name_prefix="execution")
         self.consumer = Consumer(consumer_config(settings, group_id(settings, "runner")))
+        self.limits = Limits(settings.max_log_bytes, settings.timeout_hard_limit_s, settings.stop_grace_s)
+        self.stops = StopRequests()
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe([self.topics.due], on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        listener = threading.Thread(target=self._listen_for_stops, args=(stop,), name="stop-listener", daemon=True)
+        listener.start()
         try:
             while not stop.is_set():
                 self._store_finished()
@@ -67,8 +104,10 @@ class Runner:
         """Run one execution; failures (engine or broker trouble) are retried, which is safe because the
         container is found again by name. Only a stop leaves the message unacknowledged."""
 
+        cancel = self.stops.track(due.execution_id)
+
         def attempt() -> None:
-            run_execution(due, self.runtime, self._publish, self.settings.host_label, self.settings.max_log_bytes, stop)
+            run_execution(due, self.runtime, self._publish, self.settings.host_label, self.limits, stop, cancel)
 
         context = {"execution_id": str(due.execution_id), "offset": offset}
         try:
@@ -77,7 +116,34 @@ class Runner:
         except Interrupted:
             log.info("left running for a later runner", extra={"execution_id": str(due.execution_id)})
             return
+        finally:
+            self.stops.untrack(due.execution_id)
         self.finished.put((*partition, offset))
+
+    def _listen_for_stops(self, stop: threading.Event) -> None:
+        """Every runner reads every StopExecution (a group of its own, from the latest message on)."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "group.id": f"{group_id(self.settings, 'runner-control')}-{uuid.uuid4().hex[:12]}",
+                "auto.offset.reset": "latest",
+                "enable.auto.commit": False,
+            }
+        )
+        consumer.subscribe([self.topics.control])
+        try:
+            while not stop.is_set():
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error():
+                    continue
+                try:
+                    event = decode(msg.value() or b"")
+                except ValidationError:
+                    continue
+                if isinstance(event, StopExecution):
+                    self.stops.request(event.execution_id)
+        finally:
+            consumer.close()
 
     def _publish(self, event: EventMessage) -> None:
         self.producer.publish(self.topics.executions, event)

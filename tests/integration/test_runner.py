@@ -1,6 +1,5 @@
 """The Docker adapter against the real engine, and the runner service between real Kafka topics."""
 
-import threading
 import uuid
 
 import pytest
@@ -27,7 +26,8 @@ def spec(*argv: str, image: str = TEST_IMAGE) -> ContainerSpec:
 def run_to_end(runtime: DockerRuntime, s: ContainerSpec) -> tuple[int, bytes, bytes]:
     cid = runtime.start(s)
     try:
-        code = runtime.wait(cid, threading.Event())
+        code = runtime.wait(cid, 30)
+        assert code is not None
         out, err = runtime.logs(cid)
         return code, out, err
     finally:
@@ -57,7 +57,7 @@ def test_starting_the_same_execution_twice_reuses_its_container(runtime: DockerR
     first = runtime.start(s)
     try:
         assert runtime.start(s) == first
-        assert runtime.wait(first, threading.Event()) == 0
+        assert runtime.wait(first, 30) == 0
     finally:
         runtime.remove(first)
 
@@ -93,3 +93,15 @@ def test_the_runner_service_runs_due_executions(backends: RunnerSettings) -> Non
         stop.set()
         thread.join(20)
     assert not thread.is_alive()
+
+
+def test_stop_ends_a_running_container(runtime: DockerRuntime) -> None:
+    s = spec("sleep", "60")
+    cid = runtime.start(s)
+    try:
+        assert runtime.wait(cid, 0.5) is None  # still running
+        runtime.stop(cid, 1)
+        # PID 1 without a SIGTERM handler ignores SIGTERM, so the engine sends SIGKILL after the grace: 137.
+        assert runtime.wait(cid, 10) == 137
+    finally:
+        runtime.remove(cid)

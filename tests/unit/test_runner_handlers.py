@@ -1,18 +1,30 @@
 import threading
 import uuid
+from datetime import timedelta
+from typing import Any
 
-from services.runner.handlers import clip, container_spec, run_execution
+from services.runner.handlers import Limits, clip, container_spec, run_execution
 from services.runner.runtime import ContainerSpec, RuntimeFailure
-from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, Message, new_execution_id
+from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, Message, new_execution_id, utcnow
 
 
 class FakeRuntime:
     """In-memory container runtime: records what it was asked, answers what it was told to."""
 
-    def __init__(self, exit_code: int = 0, stdout: bytes = b"", stderr: bytes = b"", fail: str | None = None):
+    def __init__(
+        self,
+        exit_code: int = 0,
+        stdout: bytes = b"",
+        stderr: bytes = b"",
+        fail: str | None = None,
+        runs_for: int = 0,
+    ):
         self.exit_code, self.stdout, self.stderr, self.fail = exit_code, stdout, stderr, fail
+        self.runs_for = runs_for  # wait() calls that report "still running"; -1: until stopped
         self.started: list[ContainerSpec] = []
         self.removed: list[str] = []
+        self.stopped: list[float] = []
+        self.on_wait: list[object] = []
 
     def start(self, spec: ContainerSpec) -> str:
         if self.fail:
@@ -20,8 +32,18 @@ class FakeRuntime:
         self.started.append(spec)
         return "cid-1"
 
-    def wait(self, container_id: str, stop: threading.Event) -> int:
+    def wait(self, container_id: str, seconds: float) -> int | None:
+        for hook in self.on_wait:
+            hook()  # type: ignore[operator]
+        if self.stopped:
+            return 143
+        if self.runs_for != 0:
+            self.runs_for -= 1
+            return None
         return self.exit_code
+
+    def stop(self, container_id: str, grace_s: float) -> None:
+        self.stopped.append(grace_s)
 
     def logs(self, container_id: str) -> tuple[bytes, bytes]:
         return self.stdout, self.stderr
@@ -30,15 +52,25 @@ class FakeRuntime:
         self.removed.append(container_id)
 
 
-def due(command: str = "echo 'it works'") -> ExecutionDue:
+def due(command: str = "echo 'it works'", **kw: Any) -> ExecutionDue:
     return ExecutionDue(
-        task_id="t", job_id=uuid.uuid4(), execution_id=new_execution_id(), image="img", command=command, envs={"A": "b"}
+        task_id="t",
+        job_id=uuid.uuid4(),
+        execution_id=new_execution_id(),
+        image="img",
+        command=command,
+        envs={"A": "b"},
+        **kw,
     )
 
 
-def run(d: ExecutionDue, runtime: FakeRuntime) -> list[Message]:
+def run(
+    d: ExecutionDue, runtime: FakeRuntime, limits: Limits | None = None, cancel: threading.Event | None = None
+) -> list[Message]:
     published: list[Message] = []
-    run_execution(d, runtime, published.append, "host-1", 1024, threading.Event())
+    run_execution(
+        d, runtime, published.append, "host-1", limits or Limits(max_log_bytes=1024), threading.Event(), cancel
+    )
     return published
 
 
@@ -80,3 +112,44 @@ def test_clip_keeps_the_end_of_long_logs() -> None:
     clipped = clip(b"a" * 5 + b"b" * 10, 10)
     assert clipped.endswith("b" * 10)
     assert "first 5 bytes cut" in clipped
+
+
+def test_an_expired_execution_is_not_run() -> None:
+    runtime = FakeRuntime()
+    [finished] = run(due(expiration=utcnow() - timedelta(seconds=1)), runtime)
+    assert isinstance(finished, ExecutionFinished)
+    assert finished.status == "expired" and "expired" in (finished.error or "")
+    assert runtime.started == []
+
+
+def test_a_container_running_past_its_timeout_is_stopped_and_timedout() -> None:
+    runtime = FakeRuntime(runs_for=-1)
+    _, finished = run(due(timeout_s=0), runtime, Limits(max_log_bytes=1024, stop_grace_s=3))
+    assert isinstance(finished, ExecutionFinished)
+    assert (finished.status, finished.exit_code) == ("timedout", 143)
+    assert runtime.stopped[0] == 3
+    assert runtime.removed == ["cid-1"]
+
+
+def test_the_hard_limit_caps_the_timeout() -> None:
+    runtime = FakeRuntime(runs_for=-1)
+    _, finished = run(due(timeout_s=3600), runtime, Limits(max_log_bytes=1024, hard_timeout_s=0))
+    assert isinstance(finished, ExecutionFinished) and finished.status == "timedout"
+
+
+def test_a_stop_request_while_running_ends_it_stopped() -> None:
+    runtime = FakeRuntime(runs_for=-1)
+    cancel = threading.Event()
+    runtime.on_wait.append(cancel.set)
+    _, finished = run(due(), runtime, cancel=cancel)
+    assert isinstance(finished, ExecutionFinished)
+    assert finished.status == "stopped" and runtime.stopped
+
+
+def test_a_stop_request_before_it_starts_means_it_never_runs() -> None:
+    runtime = FakeRuntime()
+    cancel = threading.Event()
+    cancel.set()
+    [finished] = run(due(), runtime, cancel=cancel)
+    assert isinstance(finished, ExecutionFinished) and finished.status == "stopped"
+    assert runtime.started == []

@@ -2,6 +2,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.scheduler.handlers import Decision, Policy, fire_due_timers, handle
+from services.scheduler.state import JobState
 from shared.events import (
     ExecutionDue,
     ExecutionFinished,
@@ -15,9 +17,6 @@ from shared.events import (
     StopExecution,
     new_execution_id,
 )
-
-from services.scheduler.handlers import Decision, Policy, fire_due_timers, handle
-from services.scheduler.state import JobState
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 POLICY = Policy(default_backoff=RetryBackoff(min_ms=1000, factor=2, max_ms=60_000))
@@ -138,7 +137,9 @@ def test_retry_runs_the_job_again_now() -> None:
 def test_an_update_replaces_the_pending_schedule_and_the_command() -> None:
     state = handle(None, requested(start_at=NOW + timedelta(days=1)), NOW, POLICY).state
     soon = NOW + timedelta(seconds=2)
-    update = JobUpdated(task_id="t", job_id=JOB, definition=JobDefinition(image="busybox", command="new", start_at=soon))
+    update = JobUpdated(
+        task_id="t", job_id=JOB, definition=JobDefinition(image="busybox", command="new", start_at=soon)
+    )
     state = handle(state, update, NOW, POLICY).state
     assert state is not None and [t.fire_at for t in state.timers] == [soon]
     assert state.generation == 1
