@@ -25,31 +25,46 @@ def free_port() -> int:
 class DevStack:
     """Context manager: the services up and the API answering on entry; SIGTERM to all on exit."""
 
-    def __init__(self, topic_prefix: str, keyspace: str, log_dir: Path, max_running: int = 4) -> None:
+    def __init__(self, topic_prefix: str, keyspace: str, log_dir: Path, max_running: int = 4, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_dir = log_dir
-        self.env = os.environ | {
-            "FASTLANE_TOPIC_PREFIX": topic_prefix,
-            "FASTLANE_KEYSPACE": keyspace,
-            "FASTLANE_API_PORT": str(self.port),
-            "FASTLANE_MAX_RUNNING": str(max_running),
-        }
+        self.env = (
+            os.environ
+            | {
+                "FASTLANE_TOPIC_PREFIX": topic_prefix,
+                "FASTLANE_KEYSPACE": keyspace,
+                "FASTLANE_API_PORT": str(self.port),
+                "FASTLANE_MAX_RUNNING": str(max_running),
+            }
+            | env
+        )
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
         return (self.log_dir / f"{name}.log").read_text()[-chars:]
 
+    def start(self, service: str, name: str | None = None, **env: str) -> None:
+        """Start one service process (`name` tells a second instance apart; `env` adds FASTLANE_* settings)."""
+        name = name or service
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"],
+            cwd=ROOT,
+            env=self.env | env,
+            stdout=(self.log_dir / f"{name}.log").open("a"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: a crash, with no chance to clean up."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait(10)
+
     def __enter__(self) -> "DevStack":
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in SERVICES:
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=(self.log_dir / f"{name}.log").open("w"),
-                stderr=subprocess.STDOUT,
-            )
+            self.start(name)
         try:
             self._wait_until_ready(timeout=120)
         except BaseException:

@@ -3,6 +3,7 @@
 import logging
 import time
 
+from cassandra import InvalidRequest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import RoundRobinPolicy
 
@@ -30,6 +31,7 @@ SCHEMA = [
         metadata text,
         request_ip text,
         scheduled boolean,
+        definition text,
         PRIMARY KEY ((task_id), job_id)
     )""",
     # One partition per job; execution ids are time-based UUIDs, so the clustering order is newest first.
@@ -54,6 +56,18 @@ SCHEMA = [
         PRIMARY KEY ((task_id, job_id), execution_id)
     ) WITH CLUSTERING ORDER BY (execution_id DESC)""",
 ]
+
+
+# Columns added after a table was first released: added to existing tables at start-up.
+ADDED_COLUMNS = [("jobs", "definition", "text")]
+
+
+def _add_column(session: Session, table: str, column: str, kind: str) -> None:
+    try:
+        session.execute(f"ALTER TABLE {table} ADD {column} {kind}", timeout=60)
+    except InvalidRequest as exc:
+        if "conflicts with an existing column" not in str(exc) and "already exist" not in str(exc):
+            raise
 
 
 def connect(settings: Settings) -> tuple[Cluster, Session]:
@@ -91,6 +105,8 @@ def migrate(settings: Settings) -> None:
         )
         for statement in SCHEMA:
             session.execute(statement.format(ks=settings.keyspace), timeout=60)
+        for table, column, kind in ADDED_COLUMNS:
+            _add_column(session, f"{settings.keyspace}.{table}", column, kind)
         log.info("schema ready", extra={"keyspace": settings.keyspace})
     finally:
         cluster.shutdown()

@@ -13,12 +13,28 @@ from typing import Any
 
 from cassandra.cluster import Session
 
-from shared.events import Event, ExecutionDue, ExecutionFinished, ExecutionStarted, JobRequested
+from shared.events import (
+    Command,
+    Event,
+    ExecutionDue,
+    ExecutionFinished,
+    ExecutionStarted,
+    JobRequested,
+    JobRetryRequested,
+    JobStopRequested,
+    JobUpdated,
+)
 
 
 def write_time(at: datetime) -> int:
     """Cassandra write timestamp (microseconds) for an event time."""
     return int(at.timestamp() * 1_000_000)
+
+
+def first_write_wins(ts: int) -> int:
+    """A write timestamp under which the EARLIEST event wins (for values set once, like created_at): Cassandra
+    keeps the highest timestamp, and this one is higher the earlier the event."""
+    return (1 << 62) - ts
 
 
 def execution_created_at(execution_id: uuid.UUID) -> datetime:
@@ -36,13 +52,24 @@ class Projections:
         self._touch_task = session.prepare(
             f"UPDATE {ks}.tasks USING TIMESTAMP ? SET last_modified_at = ? WHERE task_id = ?"
         )
-        self._insert_job = session.prepare(
-            f"INSERT INTO {ks}.jobs (task_id, job_id, created_at, last_modified_at, image, command, envs, metadata,"
-            " request_ip, scheduled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+        self._upsert_job = session.prepare(
+            f"UPDATE {ks}.jobs USING TIMESTAMP ? SET last_modified_at = ?, image = ?, command = ?, envs = ?,"
+            " metadata = ?, request_ip = ?, scheduled = ?, definition = ? WHERE task_id = ? AND job_id = ?"
+        )
+        # created_at is written with a "first write wins" timestamp (see first_write_wins).
+        self._job_created = session.prepare(
+            f"UPDATE {ks}.jobs USING TIMESTAMP ? SET created_at = ? WHERE task_id = ? AND job_id = ?"
+        )
+        self._unschedule_job = session.prepare(
+            f"UPDATE {ks}.jobs USING TIMESTAMP ? SET scheduled = false WHERE task_id = ? AND job_id = ?"
         )
         self._enqueue = session.prepare(
             f"UPDATE {ks}.executions USING TIMESTAMP ? SET status = 'enqueued', created_at = ?, image = ?,"
             " command = ?, attempt = ? WHERE task_id = ? AND job_id = ? AND execution_id = ?"
+        )
+        self._enqueue_bare = session.prepare(
+            f"UPDATE {ks}.executions USING TIMESTAMP ? SET status = 'enqueued', created_at = ?, attempt = 1,"
+            " request_ip = ? WHERE task_id = ? AND job_id = ? AND execution_id = ?"
         )
         self._set_request_ip = session.prepare(
             f"UPDATE {ks}.executions USING TIMESTAMP ? SET request_ip = ?"
@@ -58,37 +85,54 @@ class Projections:
         )
         self._handlers: dict[type, Callable[[Any], None]] = {
             JobRequested: self.job_requested,
+            JobUpdated: self.job_requested,
+            JobStopRequested: self.job_stop_requested,
+            JobRetryRequested: self.job_retry_requested,
             ExecutionDue: self.execution_due,
             ExecutionStarted: self.execution_started,
             ExecutionFinished: self.execution_finished,
         }
 
-    def apply(self, event: Event) -> None:
-        self._handlers[type(event)](event)
+    def apply(self, event: Event | Command) -> None:
+        handler = self._handlers.get(type(event))
+        if handler is not None:  # stop orders and broadcasts change no table
+            handler(event)
 
-    def job_requested(self, e: JobRequested) -> None:
+    def job_requested(self, e: JobRequested | JobUpdated) -> None:
+        """A job created (POST) or created/replaced (PUT)."""
         ts = write_time(e.occurred_at)
         d = e.definition
+        schedule = d.model_dump_json(exclude={"image", "command", "envs", "metadata"})
         self._session.execute(
-            self._insert_job,
+            self._upsert_job,
             (
-                e.task_id,
-                e.job_id,
-                e.occurred_at,
+                ts,
                 e.occurred_at,
                 d.image,
                 d.command,
                 d.envs,
                 json.dumps(d.metadata),
                 e.request_ip,
-                e.execution_id is None,
-                ts,
+                not d.runs_now,
+                schedule,
+                e.task_id,
+                e.job_id,
             ),
         )
+        self._session.execute(self._job_created, (first_write_wins(ts), e.occurred_at, e.task_id, e.job_id))
         self._session.execute(self._touch_task, (ts, e.occurred_at, e.task_id))
         if e.execution_id is not None:
             self._enqueue_execution(ts, e.task_id, e.job_id, e.execution_id, d.image, d.command, 1)
             self._session.execute(self._set_request_ip, (ts, e.request_ip, e.task_id, e.job_id, e.execution_id))
+
+    def job_stop_requested(self, e: JobStopRequested) -> None:
+        self._session.execute(self._unschedule_job, (write_time(e.occurred_at), e.task_id, e.job_id))
+
+    def job_retry_requested(self, e: JobRetryRequested) -> None:
+        """The new execution shows as enqueued at once; its image and command arrive with its ExecutionDue."""
+        ts = write_time(e.occurred_at)
+        created = execution_created_at(e.execution_id)
+        self._session.execute(self._enqueue_bare, (ts, created, e.request_ip, e.task_id, e.job_id, e.execution_id))
 
     def execution_due(self, e: ExecutionDue) -> None:
         self._enqueue_execution(

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     cassandra_replication_factor: int = Field(default=1, ge=1)
     # How long a service waits at start-up for Kafka and Cassandra to answer before giving up.
     startup_timeout_s: float = 180.0
+    # No execution runs longer than this, whatever its own `timeout` says (the API caps, the runner enforces).
+    timeout_hard_limit_s: float = Field(default=1800.0, gt=0)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
@@ -60,8 +62,6 @@ class RunnerSettings(Settings):
     max_running: int = Field(default=4, ge=1)
     # Largest stdout or stderr kept per execution (the rest is cut, with a note).
     max_log_bytes: int = Field(default=256 * 1024, ge=1024)
-    # No execution runs longer than this, whatever its own `timeout` says.
-    timeout_hard_limit_s: float = Field(default=1800.0, gt=0)
     # Between SIGTERM and SIGKILL when stopping a container (stop request or timeout).
     stop_grace_s: float = Field(default=10.0, ge=0)
 

@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from shared.cassandra import connect
 from shared.lifecycle import prepare_backends
-from shared.settings import RunnerSettings
+from shared.settings import ApiSettings, RunnerSettings, SchedulerSettings
 from shared.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,11 +28,15 @@ def run_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
+class AllSettings(RunnerSettings, SchedulerSettings, ApiSettings):
+    """Every service's settings in one object, for tests that run several services in one process."""
+
+
 @pytest.fixture(scope="session")
-def settings(run_id: str) -> RunnerSettings:
+def settings(run_id: str) -> AllSettings:
     """Settings of an isolated stack for this test session: its own topics and keyspace on the shared broker
     and node, so tests never see `make run` data or a previous session's messages."""
-    return RunnerSettings(
+    return AllSettings(
         topic_prefix=f"test.{run_id}.",
         keyspace=f"test_{run_id}",
         startup_timeout_s=240,
@@ -41,7 +45,7 @@ def settings(run_id: str) -> RunnerSettings:
 
 
 @pytest.fixture(scope="session")
-def backends(settings: RunnerSettings) -> Iterator[RunnerSettings]:
+def backends(settings: AllSettings) -> Iterator[AllSettings]:
     """Real Kafka, Cassandra and Docker, with this session's topics and schema created."""
     _script("docker.sh")
     _script("test-image.sh", TEST_IMAGE)
@@ -58,7 +62,7 @@ def backends(settings: RunnerSettings) -> Iterator[RunnerSettings]:
 
 
 @pytest.fixture(scope="session")
-def cassandra(backends: RunnerSettings) -> Iterator[Session]:
+def cassandra(backends: AllSettings) -> Iterator[Session]:
     cluster, session = connect(backends)
     yield session
     cluster.shutdown()

@@ -48,6 +48,7 @@ class Queries:
             "metadata": {"custom": json.loads(row.metadata or "{}")},
             "scheduled": bool(row.scheduled),
             "requestIPAddress": row.request_ip,
+            **schedule_doc(row.definition),
         }
 
     def executions(self, task_id: str, job_id: uuid.UUID) -> list[dict[str, Any]]:
@@ -58,6 +59,29 @@ class Queries:
         if row is None:
             raise NotFound(f"execution {execution_id} not found in job {job_id} of task {task_id}")
         return execution_doc(row)
+
+
+def _unix(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def schedule_doc(definition_json: str | None) -> dict[str, Any]:
+    """The job's schedule and limits, in the request's own field names (times as UNIX seconds)."""
+    d = json.loads(definition_json or "{}")
+    backoff = d.get("retry_backoff")
+    return {
+        "startAt": _unix(d.get("start_at")),
+        "cron": d.get("cron"),
+        "cronTimezone": d.get("cron_timezone", "UTC"),
+        "retries": d.get("retries", 0),
+        "retryBackoff": {"minMs": backoff["min_ms"], "factor": backoff["factor"], "maxMs": backoff["max_ms"]}
+        if backoff
+        else None,
+        "expiration": _unix(d.get("expiration")),
+        "timeout": d.get("timeout_s"),
+        "concurrencyPolicy": d.get("concurrency_policy", "Allow"),
+        "catchUp": d.get("catch_up", True),
+    }
 
 
 def execution_doc(row: Any) -> dict[str, Any]:

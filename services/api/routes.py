@@ -12,7 +12,16 @@ from starlette.concurrency import run_in_threadpool
 from services.api.deps import Backends, BackendsDep, client_ip
 from services.api.errors import BadRequest, Unavailable
 from services.api.schemas import check_task_id, parse_job_spec
-from shared.events import JobRequested, new_execution_id
+from shared.events import (
+    Command,
+    ExecutionStopRequested,
+    JobRequested,
+    JobRetryRequested,
+    JobStopRequested,
+    JobUpdated,
+    new_execution_id,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -59,28 +68,107 @@ class Urls:
 async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
     check_task_id(task_id)
     spec = parse_job_spec(await request.body())
+    now = utcnow()
+    definition = spec.definition(now, backends.settings.timeout_hard_limit_s)
     command = JobRequested(
         task_id=task_id,
         job_id=uuid.uuid4(),
-        execution_id=new_execution_id(),
-        definition=spec.definition(),
+        occurred_at=now,
+        execution_id=new_execution_id(now) if definition.runs_now else None,
+        definition=definition,
         request_ip=client_ip(request),
     )
     await run_in_threadpool(accept, backends, command)
+    return job_answer(Urls(request), command, with_execution=True)
+
+
+@route("PUT", "/tasks/{task_id}/jobs/{job_id}", summary="Create or replace the job with this id")
+async def update(task_id: str, job_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
+    check_task_id(task_id)
+    jid = parse_uuid(job_id, "jobId")
+    spec = parse_job_spec(await request.body())
+    now = utcnow()
+    definition = spec.definition(now, backends.settings.timeout_hard_limit_s)
+    command = JobUpdated(
+        task_id=task_id,
+        job_id=jid,
+        occurred_at=now,
+        execution_id=new_execution_id(now) if definition.runs_now else None,
+        definition=definition,
+        request_ip=client_ip(request),
+    )
+    await run_in_threadpool(accept, backends, command)
+    return job_answer(Urls(request), command, with_execution=definition.runs_now)
+
+
+def job_answer(urls: "Urls", command: JobRequested | JobUpdated, with_execution: bool) -> dict[str, Any]:
+    t, j, e = command.task_id, command.job_id, command.execution_id
+    answer: dict[str, Any] = {
+        "taskId": t,
+        "jobId": str(j),
+        "queueJobId": str(command.event_id),
+        "taskUrl": urls.task(t),
+        "jobUrl": urls.job(t, j),
+    }
+    if with_execution:  # null for delayed and periodic jobs: the execution appears on the job when it fires
+        answer["executionId"] = str(e) if e else None
+        answer["executionUrl"] = urls.execution(t, j, e) if e else None
+    return answer
+
+
+@route("POST", "/tasks/{task_id}/jobs/{job_id}/stop", summary="Stop the job: its running execution and all future ones")
+def stop_job(task_id: str, job_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
+    jid = parse_uuid(job_id, "jobId")
+    backends.queries.job(task_id, jid)  # 404 for an unknown job
+    accept(backends, JobStopRequested(task_id=task_id, job_id=jid))
+    urls = Urls(request)
+    return {"taskId": task_id, "jobId": str(jid), "taskUrl": urls.task(task_id), "jobUrl": urls.job(task_id, jid)}
+
+
+@route("POST", "/tasks/{task_id}/jobs/{job_id}/retry", summary="Run the job again now, as a new execution")
+def retry_job(task_id: str, job_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
+    jid = parse_uuid(job_id, "jobId")
+    backends.queries.job(task_id, jid)  # 404 for an unknown job
+    command = JobRetryRequested(
+        task_id=task_id, job_id=jid, execution_id=new_execution_id(), request_ip=client_ip(request)
+    )
+    accept(backends, command)
     urls = Urls(request)
     return {
         "taskId": task_id,
-        "jobId": str(command.job_id),
+        "jobId": str(jid),
         "executionId": str(command.execution_id),
-        "queueJobId": str(command.event_id),
         "taskUrl": urls.task(task_id),
-        "jobUrl": urls.job(task_id, command.job_id),
-        "executionUrl": urls.execution(task_id, command.job_id, str(command.execution_id)),
+        "jobUrl": urls.job(task_id, jid),
+        "executionUrl": urls.execution(task_id, jid, command.execution_id),
     }
 
 
-def accept(backends: Backends, command: JobRequested) -> None:
-    """Publish the order, then project it at once so a GET right after the POST already finds the job.
+@route(
+    "POST",
+    "/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}/stop",
+    summary="Stop one execution (a cron keeps its schedule)",
+)
+def stop_execution(
+    task_id: str, job_id: str, execution_id: str, request: Request, backends: BackendsDep
+) -> dict[str, Any]:
+    jid = parse_uuid(job_id, "jobId")
+    eid = parse_uuid(execution_id, "executionId")
+    backends.queries.execution(task_id, jid, eid)  # 404 for an unknown execution
+    accept(backends, ExecutionStopRequested(task_id=task_id, job_id=jid, execution_id=eid))
+    urls = Urls(request)
+    return {
+        "taskId": task_id,
+        "jobId": str(jid),
+        "executionId": str(eid),
+        "taskUrl": urls.task(task_id),
+        "jobUrl": urls.job(task_id, jid),
+        "executionUrl": urls.execution(task_id, jid, eid),
+    }
+
+
+def accept(backends: Backends, command: Command) -> None:
+    """Publish the order, then project it at once so a GET right after the request already sees it.
 
     The recorder writes the same rows from the same event with the same write timestamp, so the two writes
     converge; if this one fails the recorder's still lands, and the client's order is not lost.
@@ -88,10 +176,10 @@ def accept(backends: Backends, command: JobRequested) -> None:
     try:
         backends.producer.publish(backends.topics.jobs, command)
     except KafkaException as exc:
-        log.error("could not publish job", extra={"job_id": str(command.job_id), "error": str(exc)})
-        raise Unavailable("the job queue is unavailable right now; the job was not enqueued, try again") from exc
+        log.error("could not publish", extra={"type": command.type, "job_id": str(command.job_id), "error": str(exc)})
+        raise Unavailable("the job queue is unavailable right now; nothing was changed, try again") from exc
     try:
-        backends.projections.job_requested(command)
+        backends.projections.apply(command)
     except Exception:
         log.exception("early projection failed; the recorder will write it", extra={"job_id": str(command.job_id)})
 

@@ -1,29 +1,49 @@
 """Request validation for job definitions (the body of POST /tasks/{taskId})."""
 
 import json
+import math
 import re
 import shlex
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from services.api.errors import BadRequest
-from shared.events import JobDefinition
+from shared.events import JobDefinition, RetryBackoff
+from shared.schedule import check_cron, parse_duration, zone
 
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 
 # Fields of the API contract whose behaviour is not built yet: refused loudly rather than silently ignored.
-NOT_YET_SUPPORTED = (
-    "startIn",
-    "startAt",
-    "cron",
-    "retries",
-    "expiration",
-    "timeout",
-    "notify",
-    "webhooks",
-    "additionalDNSEntries",
-)
+NOT_YET_SUPPORTED = ("notify", "webhooks", "additionalDNSEntries")
+
+
+class RetryBackoffSpec(BaseModel):
+    """`retryBackoff`: pause before retry n is min(maxMs, minMs * factor ** (n - 1))."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    minMs: StrictInt = Field(ge=1, le=86_400_000)
+    factor: StrictInt | StrictFloat = Field(ge=1, le=100)
+    maxMs: StrictInt = Field(ge=1, le=86_400_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RetryBackoffSpec":
+        if self.maxMs < self.minMs:
+            raise ValueError("maxMs must be at least minMs")
+        return self
 
 
 class JobSpec(BaseModel):
@@ -35,6 +55,34 @@ class JobSpec(BaseModel):
     command: StrictStr = Field(min_length=1, max_length=100_000)
     envs: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    startIn: StrictStr | None = None
+    startAt: StrictInt | StrictFloat | None = Field(default=None, ge=0)
+    cron: StrictStr | None = None
+    cronTimezone: StrictStr = "UTC"
+    retries: StrictInt = Field(default=0, ge=0, le=1000)
+    retryBackoff: RetryBackoffSpec | None = None
+    expiration: StrictInt | StrictFloat | None = Field(default=None, ge=0)
+    timeout: StrictInt | StrictFloat | None = Field(default=None, gt=0)
+    concurrencyPolicy: Literal["Allow", "Forbid", "Replace"] = "Allow"
+    catchUp: StrictBool = True
+
+    @field_validator("startIn")
+    @classmethod
+    def _duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> "JobSpec":
+        given = [name for name in ("startIn", "startAt", "cron") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"use at most one of startIn, startAt and cron (got {' and '.join(given)})")
+        if self.cron is not None:
+            check_cron(self.cron, self.cronTimezone)
+        else:
+            zone(self.cronTimezone)
+        return self
 
     @field_validator("image")
     @classmethod
@@ -54,8 +102,31 @@ class JobSpec(BaseModel):
             raise ValueError("must not be empty")
         return v
 
-    def definition(self) -> JobDefinition:
-        return JobDefinition(image=self.image, command=self.command, envs=self.envs, metadata=self.metadata)
+    def definition(self, now: datetime, timeout_hard_limit_s: float) -> JobDefinition:
+        """The definition with absolute times: `startIn` counts from `now`, the request's arrival."""
+        start_at = None
+        if self.startIn is not None:
+            start_at = now + parse_duration(self.startIn)
+        elif self.startAt is not None:
+            start_at = datetime.fromtimestamp(self.startAt, UTC)
+        backoff = self.retryBackoff
+        return JobDefinition(
+            image=self.image,
+            command=self.command,
+            envs=self.envs,
+            metadata=self.metadata,
+            start_at=start_at,
+            cron=self.cron,
+            cron_timezone=self.cronTimezone,
+            retries=self.retries,
+            retry_backoff=RetryBackoff(min_ms=backoff.minMs, factor=backoff.factor, max_ms=backoff.maxMs)
+            if backoff
+            else None,
+            expiration=datetime.fromtimestamp(self.expiration, UTC) if self.expiration is not None else None,
+            timeout_s=min(math.ceil(self.timeout), int(timeout_hard_limit_s)) if self.timeout is not None else None,
+            concurrency_policy=self.concurrencyPolicy,
+            catch_up=self.catchUp,
+        )
 
 
 def check_task_id(task_id: str) -> str:
@@ -88,6 +159,6 @@ def describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "body"
-        msg = "is required" if err["type"] == "missing" else err["msg"]
+        msg = "is required" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {msg}")
     return "; ".join(parts)

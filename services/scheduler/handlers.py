@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from services.scheduler.state import JobState, Timer
 from shared.events import (
+    Event,
     ExecutionDue,
     ExecutionFinished,
     ExecutionStopRequested,
@@ -14,7 +15,6 @@ from shared.events import (
     JobRetryRequested,
     JobStopRequested,
     JobUpdated,
-    Message,
     RetryBackoff,
     StopExecution,
     new_execution_id,
@@ -33,12 +33,15 @@ class Policy:
     missed_fire_grace: timedelta = timedelta(seconds=30)
 
 
+Output = ExecutionDue | StopExecution
+
+
 @dataclass
 class Decision:
     """The outcome of handling one message or one clock tick for one job."""
 
     state: JobState | None
-    publish: list[Message] = field(default_factory=list)
+    publish: list[Output] = field(default_factory=list)
 
 
 def execution_due(state: JobState, execution_id: uuid.UUID, attempt: int, at: datetime) -> ExecutionDue:
@@ -94,7 +97,7 @@ def define_job(state: JobState | None, cmd: JobRequested | JobUpdated, now: date
 def stop_job(state: JobState | None, _cmd: JobStopRequested, _now: datetime) -> Decision:
     if state is None:
         return Decision(None)
-    stops: list[Message] = [_stop(state, eid) for eid in state.running]
+    stops: list[Output] = [_stop(state, eid) for eid in state.running]
     return Decision(state.model_copy(update={"stopped": True, "timers": ()}), stops)
 
 
@@ -152,7 +155,7 @@ def _fire(state: JobState, timer: Timer, now: datetime, policy: Policy) -> Decis
         return Decision(state)
     if state.running and d.concurrency_policy == "Forbid":
         return Decision(state)
-    stops: list[Message] = []
+    stops: list[Output] = []
     if state.running and d.concurrency_policy == "Replace":
         stops = [_stop(state, eid) for eid in state.running]
     decision = _decide_execution(state, 1, now)
@@ -164,7 +167,7 @@ def _stop(state: JobState, execution_id: uuid.UUID) -> StopExecution:
     return StopExecution(task_id=state.task_id, job_id=state.job_id, execution_id=execution_id)
 
 
-def handle(state: JobState | None, message: Message, now: datetime, policy: Policy) -> Decision:
+def handle(state: JobState | None, message: Event, now: datetime, policy: Policy) -> Decision:
     """Route a message from the jobs or executions topic to its decision."""
     if isinstance(message, JobRequested | JobUpdated):
         return define_job(state, message, now)

@@ -18,9 +18,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import Message as KafkaMessage
 from pydantic import ValidationError
 
-from services.scheduler.handlers import Decision, Policy, fire_due_timers, handle
+from services.scheduler.handlers import Decision, Output, Policy, fire_due_timers, handle
 from services.scheduler.state import JobState
-from shared.events import Message, RetryBackoff, StopExecution, decode, encode, utcnow
+from shared.events import RetryBackoff, StopExecution, decode, encode, utcnow
 from shared.kafka import PARTITIONER
 from shared.lifecycle import prepare_backends
 from shared.settings import SchedulerSettings
@@ -147,7 +147,7 @@ class Scheduler:
     def _step(self, messages: list[KafkaMessage]) -> None:
         now = utcnow()
         changed: dict[uuid.UUID, tuple[int, JobState | None]] = {}
-        out: list[Message] = []
+        out: list[Output] = []
         parked: list[KafkaMessage] = []
         for msg in messages:
             error = msg.error()
@@ -181,13 +181,13 @@ class Scheduler:
         job_id: uuid.UUID,
         decision: Decision,
         changed: dict[uuid.UUID, tuple[int, JobState | None]],
-        out: list[Message],
+        out: list[Output],
     ) -> None:
         if decision.state is not self._state(partition, job_id, changed):
             changed[job_id] = (partition, decision.state)
         out.extend(decision.publish)
 
-    def _fire_timers(self, changed: dict[uuid.UUID, tuple[int, JobState | None]], out: list[Message]) -> None:
+    def _fire_timers(self, changed: dict[uuid.UUID, tuple[int, JobState | None]], out: list[Output]) -> None:
         now_ts = utcnow().timestamp()
         seen: set[str] = set()
         while self.timers and self.timers[0][0] <= now_ts:
@@ -203,7 +203,7 @@ class Scheduler:
             self._collect(partition, job_id, decision, changed, out)
 
     def _commit(
-        self, changed: dict[uuid.UUID, tuple[int, JobState | None]], out: list[Message], parked: list[KafkaMessage]
+        self, changed: dict[uuid.UUID, tuple[int, JobState | None]], out: list[Output], parked: list[KafkaMessage]
     ) -> None:
         try:
             self.producer.begin_transaction()
@@ -240,9 +240,12 @@ class Scheduler:
                 jobs[job_id] = state
                 self._track(partition, state)
         for message in out:
-            log.info("published", extra={"message": message, "job_id": str(message.job_id)})
+            log.info(
+                "published",
+                extra={"type": message.type, "job_id": str(message.job_id), "execution_id": str(message.execution_id)},
+            )
 
-    def _topic_of(self, message: Message) -> str:
+    def _topic_of(self, message: Output) -> str:
         return self.topics.control if isinstance(message, StopExecution) else self.topics.due
 
     def _reload(self) -> None:

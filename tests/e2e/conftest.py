@@ -12,7 +12,13 @@ from shared.settings import RunnerSettings
 
 @pytest.fixture(scope="session")
 def stack(backends: RunnerSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    stack = DevStack(backends.topic_prefix, backends.keyspace, tmp_path_factory.mktemp("services"))
+    stack = DevStack(
+        backends.topic_prefix,
+        backends.keyspace,
+        tmp_path_factory.mktemp("services"),
+        FASTLANE_RETRY_BACKOFF_MIN_MS="500",
+        FASTLANE_STOP_GRACE_S="2",
+    )
     with stack:
         yield stack
         killed = stack.stop()

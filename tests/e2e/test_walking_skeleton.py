@@ -123,7 +123,11 @@ def test_the_enqueuers_address_is_recorded(client: httpx.Client) -> None:
         (b'{"command": "echo"}', "image: is required"),
         (b'{"image": "busybox"}', "command: is required"),
         (b'{"image": "busybox", "command": "echo", "envs": {"A": 1}}', "envs.A"),
-        (b'{"image": "busybox", "command": "echo", "startIn": "5m"}', "not supported yet"),
+        (b'{"image": "busybox", "command": "echo", "notify": {}}', "not supported yet"),
+        (b'{"image": "busybox", "command": "echo", "startIn": "5m", "cron": "* * * * *"}', "at most one of"),
+        (b'{"image": "busybox", "command": "echo", "cron": "* * *"}', "5-field cron"),
+        (b'{"image": "busybox", "command": "echo", "startIn": "soon"}', "not a duration"),
+        (b'{"image": "busybox", "command": "echo", "retries": -1}', "retries"),
     ],
 )
 def test_bad_requests_answer_400_with_a_message(client: httpx.Client, body: bytes, fragment: str) -> None:

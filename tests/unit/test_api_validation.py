@@ -1,14 +1,20 @@
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from services.api.errors import BadRequest
 from services.api.schemas import check_task_id, parse_job_spec
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def test_a_minimal_job_parses() -> None:
     spec = parse_job_spec(b'{"image": "busybox", "command": "echo hi"}')
     assert spec.image == "busybox"
     assert spec.envs == {}
-    assert spec.definition().command == "echo hi"
+    definition = spec.definition(NOW, 1800)
+    assert definition.command == "echo hi"
+    assert definition.runs_now
 
 
 @pytest.mark.parametrize(
@@ -26,7 +32,25 @@ def test_a_minimal_job_parses() -> None:
         (b'{"image": "busybox", "command": "echo", "envs": ["A"]}', "envs"),
         (b'{"image": "busybox", "command": "echo", "envs": {"A": 1}}', "envs.A"),
         (b'{"image": "busybox", "command": "echo", "metadata": "x"}', "metadata"),
-        (b'{"image": "busybox", "command": "echo", "cron": "* * * * *"}', "not supported yet by this server: cron"),
+        (b'{"image": "busybox", "command": "echo", "webhooks": {}}', "not supported yet by this server: webhooks"),
+        (b'{"image": "i", "command": "c", "startIn": "5 minutes"}', "not a duration"),
+        (b'{"image": "i", "command": "c", "startIn": 5}', "startIn"),
+        (b'{"image": "i", "command": "c", "startAt": "tomorrow"}', "startAt"),
+        (b'{"image": "i", "command": "c", "cron": "* * *"}', "5-field cron"),
+        (b'{"image": "i", "command": "c", "cron": "* * * * *", "cronTimezone": "Nowhere/Town"}', "IANA"),
+        (b'{"image": "i", "command": "c", "cron": "* * * * *", "startIn": "5m"}', "at most one of"),
+        (b'{"image": "i", "command": "c", "startAt": 1, "startIn": "5m"}', "at most one of"),
+        (b'{"image": "i", "command": "c", "retries": -1}', "retries"),
+        (b'{"image": "i", "command": "c", "retries": "3"}', "retries"),
+        (b'{"image": "i", "command": "c", "retries": true}', "retries"),
+        (b'{"image": "i", "command": "c", "retries": 1.5}', "retries"),
+        (b'{"image": "i", "command": "c", "timeout": 0}', "timeout"),
+        (b'{"image": "i", "command": "c", "timeout": "10"}', "timeout"),
+        (b'{"image": "i", "command": "c", "expiration": "soon"}', "expiration"),
+        (b'{"image": "i", "command": "c", "retryBackoff": {"minMs": 10, "factor": 2}}', "retryBackoff.maxMs"),
+        (b'{"image": "i", "command": "c", "retryBackoff": {"minMs": 10, "factor": 2, "maxMs": 5}}', "maxMs must be"),
+        (b'{"image": "i", "command": "c", "retryBackoff": {"minMs": 10, "factor": 0.5, "maxMs": 50}}', "factor"),
+        (b'{"image": "i", "command": "c", "concurrencyPolicy": "Sometimes"}', "concurrencyPolicy"),
     ],
 )
 def test_bad_bodies_say_what_is_wrong(body: bytes, message: str) -> None:
@@ -45,3 +69,37 @@ def test_good_task_ids(task_id: str) -> None:
 def test_bad_task_ids(task_id: str) -> None:
     with pytest.raises(BadRequest):
         check_task_id(task_id)
+
+
+def test_start_in_counts_from_the_request() -> None:
+    d = parse_job_spec(b'{"image": "i", "command": "c", "startIn": "2h30m50s"}').definition(NOW, 1800)
+    assert d.start_at == NOW + timedelta(hours=2, minutes=30, seconds=50)
+    assert not d.runs_now
+
+
+def test_start_at_and_expiration_are_unix_seconds() -> None:
+    d = parse_job_spec(b'{"image": "i", "command": "c", "startAt": 1800000000, "expiration": 1800000060.5}').definition(
+        NOW, 1800
+    )
+    assert d.start_at == datetime.fromtimestamp(1800000000, UTC)
+    assert d.expiration == datetime.fromtimestamp(1800000060.5, UTC)
+
+
+def test_cron_with_policies() -> None:
+    body = b'{"image": "i", "command": "c", "cron": "*/5 * * * *", "cronTimezone": "America/Sao_Paulo",'
+    body += b' "concurrencyPolicy": "Forbid", "catchUp": false, "retries": 2,'
+    body += b' "retryBackoff": {"minMs": 100, "factor": 1.5, "maxMs": 1000}}'
+    d = parse_job_spec(body).definition(NOW, 1800)
+    assert (d.cron, d.cron_timezone, d.concurrency_policy, d.catch_up, d.retries) == (
+        "*/5 * * * *",
+        "America/Sao_Paulo",
+        "Forbid",
+        False,
+        2,
+    )
+    assert d.retry_backoff is not None and d.retry_backoff.factor == 1.5
+
+
+def test_timeouts_are_capped_by_the_hard_limit() -> None:
+    assert parse_job_spec(b'{"image": "i", "command": "c", "timeout": 99999}').definition(NOW, 1800).timeout_s == 1800
+    assert parse_job_spec(b'{"image": "i", "command": "c", "timeout": 2.5}').definition(NOW, 1800).timeout_s == 3
