@@ -55,6 +55,12 @@ class DevStack:
             stderr=subprocess.STDOUT,
         )
 
+    def terminate(self, name: str, timeout: float = 30) -> None:
+        """SIGTERM one service and wait for it to exit."""
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout)
+
     def kill(self, name: str) -> None:
         """SIGKILL: a crash, with no chance to clean up."""
         proc = self.procs.pop(name)

@@ -1,7 +1,7 @@
 """The recorder's projections against real Cassandra, and the recorder service fed through real Kafka."""
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from cassandra.cluster import Session
@@ -13,6 +13,7 @@ from shared.events import (
     ExecutionStarted,
     JobDefinition,
     JobRequested,
+    JobUpdated,
     new_execution_id,
     utcnow,
 )
@@ -112,3 +113,27 @@ def test_the_recorder_service_projects_events_from_kafka(backends: Settings, cas
         stop.set()
         thread.join(15)
     assert not thread.is_alive()
+
+
+def test_an_update_replaces_the_definition_but_keeps_the_creation_time(
+    projections: Projections, cassandra: Session, backends: Settings
+) -> None:
+    requested, *_ = lifecycle()
+    later = requested.occurred_at + timedelta(minutes=5)
+    update = JobUpdated(
+        task_id=requested.task_id,
+        job_id=requested.job_id,
+        occurred_at=later,
+        definition=JobDefinition(image="img2", command="echo new", cron="*/5 * * * *"),
+    )
+    for e in (update, requested):  # the update is projected first: order must not matter
+        projections.apply(e)
+    job = cassandra.execute(
+        f"SELECT * FROM {backends.keyspace}.jobs WHERE task_id=%s AND job_id=%s", (requested.task_id, requested.job_id)
+    ).one()
+    assert (job.image, job.command, job.scheduled) == ("img2", "echo new", True)
+    assert job.created_at.replace(tzinfo=UTC) == requested.occurred_at.replace(
+        microsecond=requested.occurred_at.microsecond // 1000 * 1000
+    )
+    assert job.last_modified_at.replace(tzinfo=UTC) > job.created_at.replace(tzinfo=UTC)
+    assert '"cron":"*/5 * * * *"' in job.definition
