@@ -17,4 +17,14 @@ def test_every_example_in_the_event_docs_is_a_valid_event() -> None:
         event = decode(block.encode())
         assert json.loads(block)["type"] == event.type
         types.add(event.type)
-    assert types == {"JobRequested", "ExecutionDue", "ExecutionStarted", "ExecutionFinished"}
+    assert types == {
+        "JobRequested",
+        "JobUpdated",
+        "JobStopRequested",
+        "JobRetryRequested",
+        "ExecutionStopRequested",
+        "ExecutionDue",
+        "StopExecution",
+        "ExecutionStarted",
+        "ExecutionFinished",
+    }
