@@ -96,17 +96,21 @@ class EventProducer:
 
     def park(self, topic: str, msg: Message, reason: str) -> None:
         """Send an unparseable message to the dead-letter topic with where it came from and why."""
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("origin-topic", (msg.topic() or "").encode()),
-            ("origin-partition", str(msg.partition()).encode()),
-            ("origin-offset", str(msg.offset()).encode()),
-            ("reason", reason[:1000].encode()),
-        ]
-        self._producer.produce(topic, key=msg.key(), value=msg.value(), headers=headers)
+        self._producer.produce(topic, key=msg.key(), value=msg.value(), headers=dead_letter_headers(msg, reason))
         self._producer.flush(10)
 
     def close(self) -> None:
         self._producer.flush(10)
+
+
+def dead_letter_headers(msg: Message, reason: str) -> list[tuple[str, str | bytes | None]]:
+    """Where a parked message came from, and why it was parked."""
+    return [
+        ("origin-topic", (msg.topic() or "").encode()),
+        ("origin-partition", str(msg.partition()).encode()),
+        ("origin-offset", str(msg.offset()).encode()),
+        ("reason", reason[:1000].encode()),
+    ]
 
 
 def consumer_config(settings: Settings, group: str) -> dict[str, object]:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from services.scheduler.handlers import Decision, Output, Policy, fire_due_timers, handle
 from services.scheduler.state import JobState
 from shared.events import RetryBackoff, StopExecution, decode, encode, utcnow
-from shared.kafka import PARTITIONER
+from shared.kafka import PARTITIONER, dead_letter_headers
 from shared.lifecycle import prepare_backends
 from shared.settings import SchedulerSettings
 from shared.topics import Topics, group_id
@@ -215,7 +215,12 @@ class Scheduler:
             for message in out:
                 self.producer.produce(self._topic_of(message), key=message.key, value=encode(message))
             for msg in parked:
-                self.producer.produce(self.topics.dead_letter, key=msg.key(), value=msg.value())
+                self.producer.produce(
+                    self.topics.dead_letter,
+                    key=msg.key(),
+                    value=msg.value(),
+                    headers=dead_letter_headers(msg, "not an event of the contract"),
+                )
             assignment = self.consumer.assignment()
             if assignment:
                 positions = [tp for tp in self.consumer.position(assignment) if tp.offset >= 0]
@@ -223,11 +228,13 @@ class Scheduler:
                     self.producer.send_offsets_to_transaction(positions, self.consumer.consumer_group_metadata(), 30)
             self.producer.commit_transaction(30)
         except KafkaException as exc:
-            log.error("transaction failed; rewinding to the last commit", extra={"error": str(exc)})
-            if exc.args[0].txn_requires_abort():
-                self.producer.abort_transaction(30)
-            elif not exc.args[0].retriable():
+            if exc.args[0].fatal():  # e.g. fenced by a newer instance with our transactional id: we must go
                 raise
+            log.error("transaction failed; rewinding to the last commit", extra={"error": str(exc)})
+            try:
+                self.producer.abort_transaction(30)
+            except KafkaException as abort_error:
+                log.error("abort failed", extra={"error": str(abort_error)})
             self.needs_reload = True
             return
         for job_id, (partition, state) in changed.items():
