@@ -133,11 +133,17 @@ class Scheduler:
             while not stop.is_set():
                 if self.needs_reload:
                     self._reload()
-                messages = self.consumer.consume(200, timeout=self._wait_time())
-                self._step(messages)
+                self._step(self._next_batch())
         finally:
             self.consumer.close()
             self.producer.flush(5)
+
+    def _next_batch(self) -> list[KafkaMessage]:
+        """Wait for one message (at most until the next timer is due), then take what else is ready."""
+        first = self.consumer.poll(self._wait_time())
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(199, timeout=0)]
 
     def _wait_time(self) -> float:
         if not self.timers:
