@@ -55,6 +55,24 @@ SCHEMA = [
         docker_host text,
         PRIMARY KEY ((task_id, job_id), execution_id)
     ) WITH CLUSTERING ORDER BY (execution_id DESC)""",
+    # --- query tables and counters, written by the recorder only (shared/indexes.py) ---
+    # The first sighting of a task/job/execution; a lightweight transaction on these gates the counters.
+    "CREATE TABLE IF NOT EXISTS {ks}.task_index (task_id text PRIMARY KEY, created_at timestamp)",
+    "CREATE TABLE IF NOT EXISTS {ks}.job_index (task_id text, job_id uuid, PRIMARY KEY ((task_id), job_id))",
+    """CREATE TABLE IF NOT EXISTS {ks}.execution_index (
+        task_id text, job_id uuid, execution_id timeuuid, PRIMARY KEY ((task_id, job_id), execution_id))""",
+    # GET /tasks: every task, newest first (one partition: bucket 0).
+    """CREATE TABLE IF NOT EXISTS {ks}.tasks_by_creation (
+        bucket int, created_at timestamp, task_id text, PRIMARY KEY ((bucket), created_at, task_id)
+    ) WITH CLUSTERING ORDER BY (created_at DESC, task_id DESC)""",
+    # GET /search: one partition per word of a task id, newest first.
+    """CREATE TABLE IF NOT EXISTS {ks}.task_words (
+        word text, created_at timestamp, task_id text, PRIMARY KEY ((word), created_at, task_id)
+    ) WITH CLUSTERING ORDER BY (created_at DESC, task_id DESC)""",
+    "CREATE TABLE IF NOT EXISTS {ks}.counters (name text PRIMARY KEY, value counter)",
+    "CREATE TABLE IF NOT EXISTS {ks}.task_counters (task_id text PRIMARY KEY, jobs counter)",
+    """CREATE TABLE IF NOT EXISTS {ks}.job_counters (
+        task_id text, job_id uuid, executions counter, PRIMARY KEY ((task_id, job_id)))""",
 ]
 
 

@@ -36,7 +36,19 @@ class ApiSettings(Settings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 10000
-    max_body_bytes: int = 1_000_000
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    page_size: int = Field(default=10, ge=1, le=1000)  # GET /tasks and /search
+    executions_page_size: int = Field(default=100, ge=1, le=10_000)  # executions shown per page of a job
+    # Env values whose NAME contains one of these words (case-insensitive) are shown as ***.
+    env_blacklist: list[str] = ["password", "key", "secret", "client_id"]
+    cors_origins: list[str] = ["*"]
+    # HTTP basic auth: on when both username and password are set.
+    basic_auth_username: str = ""
+    basic_auth_password: str = ""
+    basic_auth_realm: str = "fastlane"
+    # Bearer tokens accepted in `Authorization: Bearer <token>` (any of them); empty = none.
+    bearer_tokens: list[str] = []
+    healthcheck_timeout_s: float = Field(default=3.0, gt=0, le=10)
 
 
 class SchedulerSettings(Settings):

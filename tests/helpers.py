@@ -1,5 +1,7 @@
 """Small helpers for tests that wait on real, asynchronous components."""
 
+import contextlib
+import socket
 import threading
 import time
 import uuid
@@ -56,3 +58,46 @@ def start_thread(target: Callable[..., None], *args: object) -> tuple[threading.
     thread = threading.Thread(target=target, args=(*args, stop), daemon=True)
     thread.start()
     return thread, stop
+
+
+class TcpProxy:
+    """A loopback TCP forwarder to a real service, which a test can cut to play that service going away."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(64)
+        self.port = int(self.server.getsockname()[1])
+        self.conns: list[socket.socket] = []
+        self.open = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while self.open:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self) -> None:
+        """Drop every connection and stop listening: the service behind looks stopped."""
+        self.open = False
+        self.server.close()
+        for c in self.conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+                c.close()

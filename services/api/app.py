@@ -6,13 +6,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api.deps import Backends, bootstrap
 from services.api.errors import ApiError
+from services.api.ops import router as ops_router
 from services.api.routes import router
+from services.api.security import auth_middleware, body_limit_middleware
 from shared.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -28,8 +32,25 @@ def create_app(settings: ApiSettings, make_backends: Callable[[ApiSettings], Bac
         finally:
             app.state.backends.close()
 
-    app = FastAPI(title="fastlane", version="0.1.0", lifespan=lifespan, redirect_slashes=False)
+    app = FastAPI(
+        title="fastlane",
+        version="0.1.0",
+        description="An HTTP job queue whose workers are containers.",
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
     app.include_router(router)
+    app.include_router(ops_router)
+    # Outermost last: CORS answers preflights before auth; gzip wraps every answer.
+    app.middleware("http")(body_limit_middleware(settings))
+    app.middleware("http")(auth_middleware(settings))
+    app.add_middleware(GZipMiddleware, minimum_size=500)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=["*"],
+    )
 
     @app.exception_handler(ApiError)
     async def on_api_error(_request: Request, exc: ApiError) -> JSONResponse:

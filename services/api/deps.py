@@ -4,7 +4,7 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated
 
-from cassandra.cluster import Cluster
+from cassandra.cluster import Cluster, Session
 from fastapi import Depends, Request
 
 from services.api.queries import Queries
@@ -28,6 +28,7 @@ class Backends:
     projections: Projections
     queries: Queries
     cluster: Cluster
+    session: Session
 
     def close(self) -> None:
         self.producer.close()
@@ -44,6 +45,7 @@ def bootstrap(settings: ApiSettings) -> Backends:
         projections=Projections(session, settings.keyspace),
         queries=Queries(session, settings.keyspace),
         cluster=cluster,
+        session=session,
     )
 
 

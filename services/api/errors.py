@@ -23,6 +23,12 @@ class NotFound(ApiError):
     status = 404
 
 
+class PayloadTooLarge(ApiError):
+    """The request body is larger than the configured limit."""
+
+    status = 413
+
+
 class Unavailable(ApiError):
     """A backing service (Kafka, Cassandra) did not answer in time."""
 

@@ -24,6 +24,22 @@ class Queries:
         self._task_jobs = session.prepare(f"SELECT job_id FROM {ks}.jobs WHERE task_id = ?")
         self._job = session.prepare(f"SELECT * FROM {ks}.jobs WHERE task_id = ? AND job_id = ?")
         self._executions = session.prepare(f"SELECT * FROM {ks}.executions WHERE task_id = ? AND job_id = ?")
+        self._tasks_page = session.prepare(
+            f"SELECT created_at, task_id FROM {ks}.tasks_by_creation WHERE bucket = 0 LIMIT ?"
+        )
+        self._word_page = session.prepare(f"SELECT created_at, task_id FROM {ks}.task_words WHERE word = ? LIMIT ?")
+        self._counter = session.prepare(f"SELECT value FROM {ks}.counters WHERE name = ?")
+        self._task_row = session.prepare(f"SELECT last_modified_at FROM {ks}.tasks WHERE task_id = ?")
+        self._task_jobs_count = session.prepare(f"SELECT jobs FROM {ks}.task_counters WHERE task_id = ?")
+        self._executions_page = session.prepare(
+            f"SELECT * FROM {ks}.executions WHERE task_id = ? AND job_id = ? LIMIT ?"
+        )
+        self._executions_count = session.prepare(
+            f"SELECT executions FROM {ks}.job_counters WHERE task_id = ? AND job_id = ?"
+        )
+        self._last_execution = session.prepare(
+            f"SELECT * FROM {ks}.executions WHERE task_id = ? AND job_id = ? LIMIT 1"
+        )
         self._execution = session.prepare(
             f"SELECT * FROM {ks}.executions WHERE task_id = ? AND job_id = ? AND execution_id = ?"
         )
@@ -48,11 +64,57 @@ class Queries:
             "metadata": {"custom": json.loads(row.metadata or "{}")},
             "scheduled": bool(row.scheduled),
             "requestIPAddress": row.request_ip,
+            "envs": dict(row.envs or {}),
             **schedule_doc(row.definition),
         }
 
     def executions(self, task_id: str, job_id: uuid.UUID) -> list[dict[str, Any]]:
         return [execution_doc(r) for r in self._session.execute(self._executions, (task_id, job_id))]
+
+    def executions_page(self, task_id: str, job_id: uuid.UUID, page: int, size: int) -> list[dict[str, Any]]:
+        """Page `page` (from 1) of a job's executions, newest first."""
+        rows = list(self._session.execute(self._executions_page, (task_id, job_id, page * size)))
+        return [execution_doc(r) for r in rows[(page - 1) * size :]]
+
+    def execution_count(self, task_id: str, job_id: uuid.UUID) -> int:
+        row = self._session.execute(self._executions_count, (task_id, job_id)).one()
+        return int(row.executions) if row else 0
+
+    def count(self, name: str) -> int:
+        row = self._session.execute(self._counter, (name,)).one()
+        return int(row.value) if row else 0
+
+    def tasks_page(self, page: int, size: int, word: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """Page `page` (from 1) of all tasks, or of those with `word` in their id, newest first; and the total."""
+        if word is None:
+            rows = list(self._session.execute(self._tasks_page, (page * size,)))
+            total = self.count("tasks")
+        else:
+            rows = list(self._session.execute(self._word_page, (word, page * size)))
+            total = self.count(f"word:{word}")
+        rows = rows[(page - 1) * size :]
+        # The rest of each item: two single-partition reads per task, all in flight at once.
+        modified = [self._session.execute_async(self._task_row, (r.task_id,)) for r in rows]
+        jobs = [self._session.execute_async(self._task_jobs_count, (r.task_id,)) for r in rows]
+        items = []
+        for row, m, j in zip(rows, modified, jobs, strict=True):
+            task_row, count_row = m.result().one(), j.result().one()
+            items.append(
+                {
+                    "taskId": row.task_id,
+                    "createdAt": iso(row.created_at),
+                    "lastModifiedAt": iso(task_row.last_modified_at) if task_row else None,
+                    "jobsCount": int(count_row.jobs) if count_row else 0,
+                }
+            )
+        return items, max(total, len(items))
+
+    def last_execution(self, task_id: str, job_id: uuid.UUID) -> dict[str, Any]:
+        row = self._session.execute(self._last_execution, (task_id, job_id)).one()
+        if row is None:
+            self.job(task_id, job_id)  # 404 for an unknown job
+            raise NotFound(f"job {job_id} of task {task_id} has no execution yet")
+        return execution_doc(row)
 
     def execution(self, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID) -> dict[str, Any]:
         row = self._session.execute(self._execution, (task_id, job_id, execution_id)).one()

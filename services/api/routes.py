@@ -3,15 +3,18 @@
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
 
 from confluent_kafka import KafkaException
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from services.api.deps import Backends, BackendsDep, client_ip
-from services.api.errors import BadRequest, Unavailable
+from services.api.errors import BadRequest, PayloadTooLarge, Unavailable
 from services.api.schemas import check_task_id, parse_job_spec
+from services.api.security import redact
 from shared.events import (
     Command,
     ExecutionStopRequested,
@@ -22,6 +25,7 @@ from shared.events import (
     new_execution_id,
     utcnow,
 )
+from shared.indexes import task_words
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -39,6 +43,9 @@ def route(method: str, path: str, **kwargs: Any) -> Callable[[Handler], Handler]
         return func
 
     return register
+
+
+PageParam = Annotated[int, Query(ge=1, le=100_000, description="page number, from 1")]
 
 
 def parse_uuid(value: str, what: str) -> uuid.UUID:
@@ -67,7 +74,7 @@ class Urls:
 @route("POST", "/tasks/{task_id}", summary="Enqueue a job in a task (created on first use)")
 async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
     check_task_id(task_id)
-    spec = parse_job_spec(await request.body())
+    spec = parse_job_spec(await read_body(request, backends))
     now = utcnow()
     definition = spec.definition(now, backends.settings.timeout_hard_limit_s)
     command = JobRequested(
@@ -86,7 +93,7 @@ async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict
 async def update(task_id: str, job_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
     check_task_id(task_id)
     jid = parse_uuid(job_id, "jobId")
-    spec = parse_job_spec(await request.body())
+    spec = parse_job_spec(await read_body(request, backends))
     now = utcnow()
     definition = spec.definition(now, backends.settings.timeout_hard_limit_s)
     command = JobUpdated(
@@ -99,6 +106,17 @@ async def update(task_id: str, job_id: str, request: Request, backends: Backends
     )
     await run_in_threadpool(accept, backends, command)
     return job_answer(Urls(request), command, with_execution=definition.runs_now)
+
+
+async def read_body(request: Request, backends: Backends) -> bytes:
+    """The body, refused with 413 past the limit (also when no Content-Length announced it)."""
+    limit = backends.settings.max_body_bytes
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body too large: more than {limit} bytes")
+    return body
 
 
 def job_answer(urls: "Urls", command: JobRequested | JobUpdated, with_execution: bool) -> dict[str, Any]:
@@ -192,16 +210,63 @@ def get_task(task_id: str, request: Request, backends: BackendsDep) -> dict[str,
 
 
 @route("GET", "/tasks/{task_id}/jobs/{job_id}", summary="A job, its definition and its executions")
-def get_job(task_id: str, job_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
+def get_job(task_id: str, job_id: str, request: Request, backends: BackendsDep, page: PageParam = 1) -> dict[str, Any]:
     jid = parse_uuid(job_id, "jobId")
     urls = Urls(request)
     job = backends.queries.job(task_id, jid)
-    executions = backends.queries.executions(task_id, jid)
+    job["envs"] = redact(job["envs"], backends.settings.env_blacklist)
+    size = backends.settings.executions_page_size
+    executions = backends.queries.executions_page(task_id, jid, page, size)
     for e in executions:
         e["url"] = urls.execution(task_id, jid, e["executionId"])
     job["executions"] = executions
-    job["executionCount"] = len(executions)
+    # The counter is the recorder's; right after a POST the early projection may be ahead of it.
+    job["executionCount"] = max(backends.queries.execution_count(task_id, jid), (page - 1) * size + len(executions))
+    job["executionsPage"] = page
+    job["executionsPerPage"] = size
     return {"task": {"id": task_id, "url": urls.task(task_id)}, "job": job}
+
+
+@route("GET", "/tasks", summary="Every task, newest first, a page at a time")
+def list_tasks(request: Request, backends: BackendsDep, page: PageParam = 1) -> dict[str, Any]:
+    size = backends.settings.page_size
+    items, total = backends.queries.tasks_page(page, size)
+    return paged(Urls(request), "/tasks", {}, items, total, page, size)
+
+
+@route("GET", "/search", summary="Tasks whose id contains a whole word, newest first, a page at a time")
+def search(request: Request, backends: BackendsDep, query: str = "", page: PageParam = 1) -> dict[str, Any]:
+    words = task_words(query)
+    if len(words) != 1:
+        raise BadRequest("query must be one word of letters and digits, e.g. /search?query=billing")
+    size = backends.settings.page_size
+    (word,) = words
+    items, total = backends.queries.tasks_page(page, size, word=word)
+    return paged(Urls(request), "/search", {"query": word}, items, total, page, size)
+
+
+def paged(
+    urls: "Urls", path: str, params: dict[str, str], items: list[dict[str, Any]], total: int, page: int, size: int
+) -> dict[str, Any]:
+    """The page envelope of the original API."""
+    for item in items:
+        item["url"] = urls.task(item["taskId"])
+    pages = max(1, -(-total // size))
+
+    def url(n: int) -> str:
+        return f"{urls.base}{path}?{urlencode(params | {'page': n})}"
+
+    return {
+        "items": items,
+        "total": total,
+        "page": page,
+        "pages": pages,
+        "perPage": size,
+        "hasNext": page < pages,
+        "hasPrev": page > 1,
+        "nextUrl": url(page + 1) if page < pages else None,
+        "prevUrl": url(page - 1) if page > 1 else None,
+    }
 
 
 @route("GET", "/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}", summary="One execution")
@@ -216,3 +281,42 @@ def get_execution(
         "job": {"id": str(jid), "url": urls.job(task_id, jid)},
         "execution": backends.queries.execution(task_id, jid, eid),
     }
+
+
+def log_text(execution: dict[str, Any], kind: str) -> str:
+    """stdout, stderr, or both with a `-=-` line between them."""
+    if kind == "stdout":
+        return str(execution["log"])
+    if kind == "stderr":
+        return str(execution["error"])
+    stdout = execution["log"]
+    return f"{stdout}{'' if not stdout or stdout.endswith(chr(10)) else chr(10)}-=-\n{execution['error']}"
+
+
+def _add_log_routes(kind: str) -> None:
+    @route(
+        "GET",
+        f"/tasks/{{task_id}}/jobs/{{job_id}}/executions/{{execution_id}}/{kind}",
+        summary=f"An execution's {kind} as plain text",
+        response_class=PlainTextResponse,
+    )
+    def execution_log(task_id: str, job_id: str, execution_id: str, backends: BackendsDep) -> PlainTextResponse:
+        jid, eid = parse_uuid(job_id, "jobId"), parse_uuid(execution_id, "executionId")
+        return PlainTextResponse(log_text(backends.queries.execution(task_id, jid, eid), kind))
+
+    @route(
+        "GET",
+        f"/tasks/{{task_id}}/jobs/{{job_id}}/{kind}",
+        summary=f"The {kind} of a job's last execution as plain text",
+        response_class=PlainTextResponse,
+    )
+    def job_log(task_id: str, job_id: str, backends: BackendsDep) -> PlainTextResponse:
+        jid = parse_uuid(job_id, "jobId")
+        return PlainTextResponse(log_text(backends.queries.last_execution(task_id, jid), kind))
+
+    execution_log.__name__ = f"execution_{kind}"
+    job_log.__name__ = f"job_{kind}"
+
+
+for _kind in ("stdout", "stderr", "logs"):
+    _add_log_routes(_kind)

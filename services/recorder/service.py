@@ -4,6 +4,8 @@ import logging
 import threading
 
 from shared.cassandra import connect
+from shared.events import Event
+from shared.indexes import Indexes
 from shared.kafka import EventProducer, run_consumer
 from shared.lifecycle import prepare_backends
 from shared.projections import Projections
@@ -19,13 +21,19 @@ def serve(settings: Settings, stop: threading.Event) -> None:
     cluster, session = connect(settings)
     producer = EventProducer(settings)
     projections = Projections(session, settings.keyspace)
+    indexes = Indexes(session, settings.keyspace)
+
+    def record(event: Event) -> None:
+        projections.apply(event)
+        indexes.apply(event)
+
     log.info("recorder started")
     try:
         run_consumer(
             settings,
             group_id(settings, "recorder"),
             [topics.jobs, topics.due, topics.executions],
-            projections.apply,
+            record,
             producer,
             stop,
         )

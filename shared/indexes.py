@@ -1,0 +1,78 @@
+"""Query tables and counters for listing and search, maintained by the recorder (their only writer).
+
+Counters cannot be written idempotently, so each is gated by the first sighting of what it counts: a
+lightweight transaction (INSERT ... IF NOT EXISTS) on an index table; only the writer whose insert applied
+increments. A replayed event finds the index row and counts nothing. The one gap: a crash between the applied
+insert and the increment loses that increment (the count is one low); the listing rows themselves are always
+rewritten, so nothing disappears from lists.
+"""
+
+import re
+import uuid
+from datetime import datetime
+
+from cassandra.cluster import Session
+
+from shared.events import Event, ExecutionDue, JobRequested, JobRetryRequested, JobUpdated
+
+BUCKET = 0  # every task in one listing partition; see README (scale)
+
+
+def task_words(task_id: str) -> set[str]:
+    """Whole words of a task id: split on anything not a letter or digit, lower-cased."""
+    return {w for w in re.split(r"[^0-9a-zA-Z]+", task_id.lower()) if w}
+
+
+class Indexes:
+    """Applies events to the listing tables and counters."""
+
+    def __init__(self, session: Session, keyspace: str) -> None:
+        self._session = session
+        ks = keyspace
+        self._task_gate = session.prepare(
+            f"INSERT INTO {ks}.task_index (task_id, created_at) VALUES (?, ?) IF NOT EXISTS"
+        )
+        self._job_gate = session.prepare(f"INSERT INTO {ks}.job_index (task_id, job_id) VALUES (?, ?) IF NOT EXISTS")
+        self._execution_gate = session.prepare(
+            f"INSERT INTO {ks}.execution_index (task_id, job_id, execution_id) VALUES (?, ?, ?) IF NOT EXISTS"
+        )
+        self._list_task = session.prepare(
+            f"INSERT INTO {ks}.tasks_by_creation (bucket, created_at, task_id) VALUES (?, ?, ?)"
+        )
+        self._word = session.prepare(f"INSERT INTO {ks}.task_words (word, created_at, task_id) VALUES (?, ?, ?)")
+        self._count = session.prepare(f"UPDATE {ks}.counters SET value = value + 1 WHERE name = ?")
+        self._count_job = session.prepare(f"UPDATE {ks}.task_counters SET jobs = jobs + 1 WHERE task_id = ?")
+        self._count_execution = session.prepare(
+            f"UPDATE {ks}.job_counters SET executions = executions + 1 WHERE task_id = ? AND job_id = ?"
+        )
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, JobRequested | JobUpdated):
+            self._task_seen(event.task_id, event.occurred_at)
+            self._job_seen(event.task_id, event.job_id)
+            if event.execution_id is not None:
+                self._execution_seen(event.task_id, event.job_id, event.execution_id)
+        elif isinstance(event, ExecutionDue | JobRetryRequested):
+            self._execution_seen(event.task_id, event.job_id, event.execution_id)
+
+    def _task_seen(self, task_id: str, at: datetime) -> None:
+        result = self._session.execute(self._task_gate, (task_id, at)).one()
+        first = result.applied
+        created = at if first else result.created_at  # the task's one creation time, whoever saw it first
+        self._session.execute(self._list_task, (BUCKET, created, task_id))
+        words = task_words(task_id)
+        for word in words:
+            self._session.execute(self._word, (word, created, task_id))
+        if first:
+            self._session.execute(self._count, ("tasks",))
+            for word in words:
+                self._session.execute(self._count, (f"word:{word}",))
+
+    def _job_seen(self, task_id: str, job_id: uuid.UUID) -> None:
+        if self._session.execute(self._job_gate, (task_id, job_id)).one().applied:
+            self._session.execute(self._count, ("jobs",))
+            self._session.execute(self._count_job, (task_id,))
+
+    def _execution_seen(self, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID) -> None:
+        if self._session.execute(self._execution_gate, (task_id, job_id, execution_id)).one().applied:
+            self._session.execute(self._count_execution, (task_id, job_id))
