@@ -70,6 +70,15 @@ SCHEMA = [
         word text, created_at timestamp, task_id text, PRIMARY KEY ((word), created_at, task_id)
     ) WITH CLUSTERING ORDER BY (created_at DESC, task_id DESC)""",
     "CREATE TABLE IF NOT EXISTS {ks}.counters (name text PRIMARY KEY, value counter)",
+    # GET /status: the hosts as their runners last reported them, what runs now, what is scheduled.
+    """CREATE TABLE IF NOT EXISTS {ks}.hosts (
+        host text PRIMARY KEY, last_seen timestamp, capacity int, running int, circuit text, engine_ok boolean,
+        error text, runner_version text)""",
+    """CREATE TABLE IF NOT EXISTS {ks}.running_executions (
+        bucket int, execution_id timeuuid, task_id text, job_id uuid, host text, container_id text,
+        started_at timestamp, PRIMARY KEY ((bucket), execution_id))""",
+    """CREATE TABLE IF NOT EXISTS {ks}.scheduled_jobs (
+        bucket int, task_id text, job_id uuid, PRIMARY KEY ((bucket), task_id, job_id))""",
     "CREATE TABLE IF NOT EXISTS {ks}.task_counters (task_id text PRIMARY KEY, jobs counter)",
     """CREATE TABLE IF NOT EXISTS {ks}.job_counters (
         task_id text, job_id uuid, executions counter, PRIMARY KEY ((task_id, job_id)))""",

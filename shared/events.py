@@ -188,6 +188,28 @@ class ExecutionFinished(Message):
     started_at: datetime | None = None
 
 
+class RunnerHeartbeat(BaseModel):
+    """A runner's periodic report on its Docker host (topic `heartbeats`, keyed by host)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    type: Literal["RunnerHeartbeat"] = "RunnerHeartbeat"
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    version: int = SCHEMA_VERSION
+    occurred_at: datetime = Field(default_factory=utcnow)
+    host: str
+    capacity: int
+    running: int
+    circuit: Literal["closed", "open", "half-open"] = "closed"
+    engine_ok: bool = True
+    error: str | None = None
+    runner_version: str = ""
+
+    @property
+    def key(self) -> bytes:
+        return self.host.encode()
+
+
 Command = JobRequested | JobUpdated | JobStopRequested | JobRetryRequested | ExecutionStopRequested
 
 Event = Annotated[
@@ -199,13 +221,14 @@ Event = Annotated[
     | ExecutionDue
     | StopExecution
     | ExecutionStarted
-    | ExecutionFinished,
+    | ExecutionFinished
+    | RunnerHeartbeat,
     Field(discriminator="type"),
 ]
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 
-def encode(event: Message) -> bytes:
+def encode(event: Message | RunnerHeartbeat) -> bytes:
     return event.model_dump_json().encode()
 
 

@@ -1,4 +1,4 @@
-"""Query tables and counters for listing and search, maintained by the recorder (their only writer).
+"""Query tables and counters for listing, search and /status, maintained by the recorder (their only writer).
 
 Counters cannot be written idempotently, so each is gated by the first sighting of what it counts: a
 lightweight transaction (INSERT ... IF NOT EXISTS) on an index table; only the writer whose insert applied
@@ -7,13 +7,25 @@ insert and the increment loses that increment (the count is one low); the listin
 rewritten, so nothing disappears from lists.
 """
 
+import json
 import re
 import uuid
 from datetime import datetime
 
 from cassandra.cluster import Session
 
-from shared.events import Event, ExecutionDue, JobRequested, JobRetryRequested, JobUpdated
+from shared.events import (
+    Event,
+    ExecutionDue,
+    ExecutionFinished,
+    ExecutionStarted,
+    JobRequested,
+    JobRetryRequested,
+    JobStopRequested,
+    JobUpdated,
+    RunnerHeartbeat,
+)
+from shared.projections import write_time
 
 BUCKET = 0  # every task in one listing partition; see README (scale)
 
@@ -42,18 +54,84 @@ class Indexes:
         self._word = session.prepare(f"INSERT INTO {ks}.task_words (word, created_at, task_id) VALUES (?, ?, ?)")
         self._count = session.prepare(f"UPDATE {ks}.counters SET value = value + 1 WHERE name = ?")
         self._count_job = session.prepare(f"UPDATE {ks}.task_counters SET jobs = jobs + 1 WHERE task_id = ?")
+        self._schedule = session.prepare(
+            f"INSERT INTO {ks}.scheduled_jobs (bucket, task_id, job_id) VALUES (?, ?, ?) USING TIMESTAMP ?"
+        )
+        self._unschedule = session.prepare(
+            f"DELETE FROM {ks}.scheduled_jobs USING TIMESTAMP ? WHERE bucket = ? AND task_id = ? AND job_id = ?"
+        )
+        self._job_definition = session.prepare(f"SELECT definition FROM {ks}.jobs WHERE task_id = ? AND job_id = ?")
+        self._running = session.prepare(
+            f"INSERT INTO {ks}.running_executions (bucket, execution_id, task_id, job_id, host, container_id,"
+            " started_at) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+        )
+        self._not_running = session.prepare(
+            f"DELETE FROM {ks}.running_executions USING TIMESTAMP ? WHERE bucket = ? AND execution_id = ?"
+        )
+        self._host = session.prepare(
+            f"UPDATE {ks}.hosts USING TIMESTAMP ? SET last_seen = ?, capacity = ?, running = ?, circuit = ?,"
+            " engine_ok = ?, error = ?, runner_version = ? WHERE host = ?"
+        )
         self._count_execution = session.prepare(
             f"UPDATE {ks}.job_counters SET executions = executions + 1 WHERE task_id = ? AND job_id = ?"
         )
 
     def apply(self, event: Event) -> None:
+        if isinstance(event, RunnerHeartbeat):
+            self._host_seen(event)
+            return
+        ts = write_time(event.occurred_at)
         if isinstance(event, JobRequested | JobUpdated):
             self._task_seen(event.task_id, event.occurred_at)
             self._job_seen(event.task_id, event.job_id)
             if event.execution_id is not None:
                 self._execution_seen(event.task_id, event.job_id, event.execution_id)
+            if event.definition.runs_now:
+                self._session.execute(self._unschedule, (ts, BUCKET, event.task_id, event.job_id))
+            else:
+                self._session.execute(self._schedule, (BUCKET, event.task_id, event.job_id, ts))
+        elif isinstance(event, JobStopRequested):
+            self._session.execute(self._unschedule, (ts, BUCKET, event.task_id, event.job_id))
         elif isinstance(event, ExecutionDue | JobRetryRequested):
             self._execution_seen(event.task_id, event.job_id, event.execution_id)
+            if isinstance(event, ExecutionDue) and not self._is_cron(event.task_id, event.job_id):
+                self._session.execute(self._unschedule, (ts, BUCKET, event.task_id, event.job_id))
+        elif isinstance(event, ExecutionStarted):
+            self._session.execute(
+                self._running,
+                (
+                    BUCKET,
+                    event.execution_id,
+                    event.task_id,
+                    event.job_id,
+                    event.host,
+                    event.container_id,
+                    event.occurred_at,
+                    ts,
+                ),
+            )
+        elif isinstance(event, ExecutionFinished):
+            self._session.execute(self._not_running, (ts, BUCKET, event.execution_id))
+
+    def _is_cron(self, task_id: str, job_id: uuid.UUID) -> bool:
+        row = self._session.execute(self._job_definition, (task_id, job_id)).one()
+        return bool(row and row.definition and json.loads(row.definition).get("cron"))
+
+    def _host_seen(self, beat: RunnerHeartbeat) -> None:
+        self._session.execute(
+            self._host,
+            (
+                write_time(beat.occurred_at),
+                beat.occurred_at,
+                beat.capacity,
+                beat.running,
+                beat.circuit,
+                beat.engine_ok,
+                beat.error,
+                beat.runner_version,
+                beat.host,
+            ),
+        )
 
     def _task_seen(self, task_id: str, at: datetime) -> None:
         result = self._session.execute(self._task_gate, (task_id, at)).one()

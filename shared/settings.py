@@ -49,6 +49,8 @@ class ApiSettings(Settings):
     # Bearer tokens accepted in `Authorization: Bearer <token>` (any of them); empty = none.
     bearer_tokens: list[str] = []
     healthcheck_timeout_s: float = Field(default=3.0, gt=0, le=10)
+    # A host whose runner has not reported for this long is shown unavailable in /status.
+    host_stale_after_s: float = Field(default=15.0, gt=0)
 
 
 class SchedulerSettings(Settings):
@@ -76,6 +78,7 @@ class RunnerSettings(Settings):
     max_log_bytes: int = Field(default=256 * 1024, ge=1024)
     # Between SIGTERM and SIGKILL when stopping a container (stop request or timeout).
     stop_grace_s: float = Field(default=10.0, ge=0)
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
 
     @property
     def host_label(self) -> str:

@@ -37,6 +37,11 @@ class Queries:
         self._executions_count = session.prepare(
             f"SELECT executions FROM {ks}.job_counters WHERE task_id = ? AND job_id = ?"
         )
+        self._hosts = session.prepare(f"SELECT * FROM {ks}.hosts")
+        self._running = session.prepare(f"SELECT * FROM {ks}.running_executions WHERE bucket = 0 LIMIT 1000")
+        self._scheduled = session.prepare(
+            f"SELECT task_id, job_id FROM {ks}.scheduled_jobs WHERE bucket = 0 LIMIT 1000"
+        )
         self._last_execution = session.prepare(
             f"SELECT * FROM {ks}.executions WHERE task_id = ? AND job_id = ? LIMIT 1"
         )
@@ -79,6 +84,15 @@ class Queries:
     def execution_count(self, task_id: str, job_id: uuid.UUID) -> int:
         row = self._session.execute(self._executions_count, (task_id, job_id)).one()
         return int(row.executions) if row else 0
+
+    def hosts(self) -> list[Any]:
+        return list(self._session.execute(self._hosts))
+
+    def running(self) -> list[Any]:
+        return list(self._session.execute(self._running))
+
+    def scheduled(self) -> list[Any]:
+        return list(self._session.execute(self._scheduled))
 
     def count(self, name: str) -> int:
         row = self._session.execute(self._counter, (name,)).one()

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from services.runner.handlers import Limits, run_execution
 from services.runner.offsets import OffsetTracker
 from services.runner.runtime import DockerRuntime, Interrupted
-from shared.events import ExecutionDue, StopExecution, decode
+from shared.events import ExecutionDue, RunnerHeartbeat, StopExecution, decode
 from shared.events import Message as EventMessage
 from shared.kafka import EventProducer, consumer_config, decode_or_park, retry_until_done
 from shared.lifecycle import prepare_backends
@@ -21,6 +21,7 @@ from shared.settings import RunnerSettings
 from shared.topics import Topics, group_id
 
 log = logging.getLogger("runner")
+RUNNER_VERSION = "0.1.0"
 
 
 class StopRequests:
@@ -39,6 +40,10 @@ class StopRequests:
             if execution_id in self._early:
                 cancel.set()
             return cancel
+
+    def active(self) -> int:
+        with self._lock:
+            return len(self._active)
 
     def untrack(self, execution_id: uuid.UUID) -> None:
         with self._lock:
@@ -72,6 +77,7 @@ class Runner:
         self.consumer.subscribe([self.topics.due], on_revoke=self._on_revoke, on_lost=self._on_revoke)
         listener = threading.Thread(target=self._listen_for_stops, args=(stop,), name="stop-listener", daemon=True)
         listener.start()
+        threading.Thread(target=self._heartbeat, args=(stop,), name="heartbeat", daemon=True).start()
         try:
             while not stop.is_set():
                 self._store_finished()
@@ -119,6 +125,27 @@ class Runner:
         finally:
             self.stops.untrack(due.execution_id)
         self.finished.put((*partition, offset))
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Report the host every few seconds: /status is built from these."""
+        while not stop.is_set():
+            try:
+                engine_ok, error = self.runtime.ping(), None
+            except Exception as exc:
+                engine_ok, error = False, str(exc)
+            beat = RunnerHeartbeat(
+                host=self.settings.host_label,
+                capacity=self.settings.max_running,
+                running=self.stops.active(),
+                engine_ok=engine_ok,
+                error=error,
+                runner_version=RUNNER_VERSION,
+            )
+            try:
+                self.producer.publish(self.topics.heartbeats, beat)
+            except KafkaException as exc:
+                log.warning("heartbeat not sent", extra={"error": str(exc)})
+            stop.wait(self.settings.heartbeat_interval_s)
 
     def _listen_for_stops(self, stop: threading.Event) -> None:
         """Every runner reads every StopExecution (a group of its own, from the latest message on)."""

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from services.scheduler.handlers import Decision, Output, Policy, fire_due_timers, handle
 from services.scheduler.state import JobState
-from shared.events import RetryBackoff, StopExecution, decode, encode, utcnow
+from shared.events import RetryBackoff, RunnerHeartbeat, StopExecution, decode, encode, utcnow
 from shared.kafka import PARTITIONER, dead_letter_headers
 from shared.lifecycle import prepare_backends
 from shared.settings import SchedulerSettings
@@ -166,6 +166,8 @@ class Scheduler:
             except ValidationError:
                 parked.append(msg)
                 continue
+            if isinstance(event, RunnerHeartbeat):
+                continue  # not on the scheduler's topics; nothing to decide
             partition = msg.partition() or 0
             decision = handle(self._state(partition, event.job_id, changed), event, now, self.policy)
             self._collect(partition, event.job_id, decision, changed, out)

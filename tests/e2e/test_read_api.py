@@ -4,6 +4,8 @@ import uuid
 
 import httpx
 
+from shared.settings import Settings
+from shared.topics import Topics
 from tests.e2e.lifecycle import post_job, wait_executions, wait_status
 from tests.helpers import eventually
 
@@ -85,3 +87,46 @@ def test_a_jobs_executions_come_in_pages_newest_first(client: httpx.Client) -> N
         timeout=30,
         what="the task in the listing",
     )
+
+
+def test_status_shows_hosts_running_containers_scheduled_jobs_counts_and_queues(
+    client: httpx.Client, backends: Settings
+) -> None:
+    def status() -> dict:  # type: ignore[type-arg]
+        response = client.get("/status")
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    hosts = eventually(lambda: status()["hosts"], timeout=30, what="a runner heartbeat")
+    [host] = [h for h in hosts if h["host"] == "local"]
+    assert (host["available"], host["blacklisted"], host["circuit"], host["error"]) == (True, False, "closed", None)
+    assert host["capacity"] == 4
+
+    running = post_job(client, "sleep 4")
+    wait_status(client, running["executionUrl"], {"running"})
+    eventually(
+        lambda: any(c["executionId"] == running["executionId"] for c in status()["containers"]["running"]),
+        timeout=15,
+        what="the running container in /status",
+    )
+    later = post_job(client, "true", startIn="1h")
+    eventually(
+        lambda: any(j["jobId"] == later["jobId"] for j in status()["jobs"]["scheduled"]),
+        timeout=15,
+        what="the scheduled job in /status",
+    )
+    client.post(f"{later['jobUrl']}/stop")
+    wait_status(client, running["executionUrl"], {"done"})
+    eventually(
+        lambda: (
+            not any(c["executionId"] == running["executionId"] for c in status()["containers"]["running"])
+            and not any(j["jobId"] == later["jobId"] for j in status()["jobs"]["scheduled"])
+        ),
+        timeout=15,
+        what="the finished container and the stopped job to leave /status",
+    )
+    body = status()
+    assert body["tasks"]["count"] >= 2 and body["jobs"]["count"] >= 2
+    topics = Topics.from_settings(backends)
+    assert set(body["queues"]) == {topics.jobs, topics.due, topics.executions}
+    assert all(isinstance(q["length"], int) and q["length"] >= 0 for q in body["queues"].values())
