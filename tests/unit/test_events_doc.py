@@ -27,4 +27,5 @@ def test_every_example_in_the_event_docs_is_a_valid_event() -> None:
         "StopExecution",
         "ExecutionStarted",
         "ExecutionFinished",
+        "RunnerHeartbeat",
     }
