@@ -72,13 +72,13 @@ class DevStack:
         for name in SERVICES:
             self.start(name)
         try:
-            self._wait_until_ready(timeout=120)
+            self.wait_until_ready(timeout=120)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_until_ready(self, timeout: float) -> None:
+    def wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, proc in self.procs.items():
