@@ -28,6 +28,14 @@ class Queries:
             f"SELECT created_at, task_id FROM {ks}.tasks_by_creation WHERE bucket = 0 LIMIT ?"
         )
         self._word_page = session.prepare(f"SELECT created_at, task_id FROM {ks}.task_words WHERE word = ? LIMIT ?")
+        # Keyset pages (nextUrl): rows strictly after the last one of the previous page, whatever was added since.
+        self._tasks_after = session.prepare(
+            f"SELECT created_at, task_id FROM {ks}.tasks_by_creation WHERE bucket = 0"
+            " AND (created_at, task_id) < (?, ?) LIMIT ?"
+        )
+        self._word_after = session.prepare(
+            f"SELECT created_at, task_id FROM {ks}.task_words WHERE word = ? AND (created_at, task_id) < (?, ?) LIMIT ?"
+        )
         self._counter = session.prepare(f"SELECT value FROM {ks}.counters WHERE name = ?")
         self._task_row = session.prepare(f"SELECT last_modified_at FROM {ks}.tasks WHERE task_id = ?")
         self._task_jobs_count = session.prepare(f"SELECT jobs FROM {ks}.task_counters WHERE task_id = ?")
@@ -98,15 +106,23 @@ class Queries:
         row = self._session.execute(self._counter, (name,)).one()
         return int(row.value) if row else 0
 
-    def tasks_page(self, page: int, size: int, word: str | None = None) -> tuple[list[dict[str, Any]], int]:
-        """Page `page` (from 1) of all tasks, or of those with `word` in their id, newest first; and the total."""
-        if word is None:
-            rows = list(self._session.execute(self._tasks_page, (page * size,)))
-            total = self.count("tasks")
+    def tasks_page(
+        self, page: int, size: int, word: str | None = None, after: tuple[datetime, str] | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Page `page` (from 1) of all tasks, or of those with `word` in their id, newest first; and the total.
+
+        With `after` (the created_at and id of the previous page's last task) the page is read from there:
+        walking the pages this way visits every task once even while new tasks arrive.
+        """
+        if after is not None and word is None:
+            rows = list(self._session.execute(self._tasks_after, (*after, size)))
+        elif after is not None:
+            rows = list(self._session.execute(self._word_after, (word, *after, size)))
+        elif word is None:
+            rows = list(self._session.execute(self._tasks_page, (page * size,)))[(page - 1) * size :]
         else:
-            rows = list(self._session.execute(self._word_page, (word, page * size)))
-            total = self.count(f"word:{word}")
-        rows = rows[(page - 1) * size :]
+            rows = list(self._session.execute(self._word_page, (word, page * size)))[(page - 1) * size :]
+        total = self.count("tasks" if word is None else f"word:{word}")
         # The rest of each item: two single-partition reads per task, all in flight at once.
         modified = [self._session.execute_async(self._task_row, (r.task_id,)) for r in rows]
         jobs = [self._session.execute_async(self._task_jobs_count, (r.task_id,)) for r in rows]
@@ -115,6 +131,7 @@ class Queries:
             task_row, count_row = m.result().one(), j.result().one()
             items.append(
                 {
+                    "cursor": f"{int(row.created_at.replace(tzinfo=UTC).timestamp() * 1000)}:{row.task_id}",
                     "taskId": row.task_id,
                     "createdAt": iso(row.created_at),
                     "lastModifiedAt": iso(task_row.last_modified_at) if task_row else None,

@@ -3,6 +3,7 @@
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
@@ -46,6 +47,16 @@ def route(method: str, path: str, **kwargs: Any) -> Callable[[Handler], Handler]
 
 
 PageParam = Annotated[int, Query(ge=1, le=100_000, description="page number, from 1")]
+AfterParam = Annotated[str | None, Query(max_length=300, description="where the previous page ended (set in nextUrl)")]
+
+
+def parse_cursor(after: str | None) -> tuple[datetime, str] | None:
+    if after is None:
+        return None
+    millis, _, task_id = after.partition(":")
+    if not millis.isdigit() or not task_id:
+        raise BadRequest("after must be the value found in a nextUrl")
+    return datetime.fromtimestamp(int(millis) / 1000, UTC), task_id
 
 
 def parse_uuid(value: str, what: str) -> uuid.UUID:
@@ -228,20 +239,24 @@ def get_job(task_id: str, job_id: str, request: Request, backends: BackendsDep, 
 
 
 @route("GET", "/tasks", summary="Every task, newest first, a page at a time")
-def list_tasks(request: Request, backends: BackendsDep, page: PageParam = 1) -> dict[str, Any]:
+def list_tasks(
+    request: Request, backends: BackendsDep, page: PageParam = 1, after: AfterParam = None
+) -> dict[str, Any]:
     size = backends.settings.page_size
-    items, total = backends.queries.tasks_page(page, size)
+    items, total = backends.queries.tasks_page(page, size, after=parse_cursor(after))
     return paged(Urls(request), "/tasks", {}, items, total, page, size)
 
 
 @route("GET", "/search", summary="Tasks whose id contains a whole word, newest first, a page at a time")
-def search(request: Request, backends: BackendsDep, query: str = "", page: PageParam = 1) -> dict[str, Any]:
+def search(
+    request: Request, backends: BackendsDep, query: str = "", page: PageParam = 1, after: AfterParam = None
+) -> dict[str, Any]:
     words = task_words(query)
     if len(words) != 1:
         raise BadRequest("query must be one word of letters and digits, e.g. /search?query=billing")
     size = backends.settings.page_size
     (word,) = words
-    items, total = backends.queries.tasks_page(page, size, word=word)
+    items, total = backends.queries.tasks_page(page, size, word=word, after=parse_cursor(after))
     return paged(Urls(request), "/search", {"query": word}, items, total, page, size)
 
 
@@ -249,12 +264,13 @@ def paged(
     urls: "Urls", path: str, params: dict[str, str], items: list[dict[str, Any]], total: int, page: int, size: int
 ) -> dict[str, Any]:
     """The page envelope of the original API."""
+    cursors = [item.pop("cursor") for item in items]
     for item in items:
         item["url"] = urls.task(item["taskId"])
     pages = max(1, -(-total // size))
 
-    def url(n: int) -> str:
-        return f"{urls.base}{path}?{urlencode(params | {'page': n})}"
+    def url(n: int, after: str | None = None) -> str:
+        return f"{urls.base}{path}?{urlencode(params | {'page': n} | ({'after': after} if after else {}))}"
 
     return {
         "items": items,
@@ -264,7 +280,8 @@ def paged(
         "perPage": size,
         "hasNext": page < pages,
         "hasPrev": page > 1,
-        "nextUrl": url(page + 1) if page < pages else None,
+        # nextUrl carries where this page ended, so following it never repeats or skips a task.
+        "nextUrl": url(page + 1, cursors[-1] if cursors else None) if page < pages else None,
         "prevUrl": url(page - 1) if page > 1 else None,
     }
 
