@@ -113,6 +113,19 @@ def dead_letter_headers(msg: Message, reason: str) -> list[tuple[str, str | byte
     ]
 
 
+def is_record(msg: Message | None) -> bool:
+    """True for a polled message that carries a record; consumer errors are logged (end-of-partition
+    notices are not errors) and skipped."""
+    if msg is None:
+        return False
+    error = msg.error()
+    if error is not None:
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error", extra={"error": str(error)})
+        return False
+    return True
+
+
 def consumer_config(settings: Settings, group: str) -> dict[str, object]:
     """At-least-once: offsets are stored by us after the handler succeeded, then auto-committed."""
     return {
@@ -159,13 +172,9 @@ def run_consumer(
     try:
         while not stop.is_set():
             msg = consumer.poll(0.5)
-            if msg is None:
+            if not is_record(msg):
                 continue
-            error = msg.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error", extra={"error": str(error)})
-                continue
+            assert msg is not None
             event = decode_or_park(msg, producer, topics)
             context = {"type": getattr(event, "type", None), "topic": msg.topic(), "offset": msg.offset()}
             if event is not None and not retry_until_done(partial(handle, event), stop, context):

@@ -7,7 +7,7 @@ import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from pydantic import ValidationError
 
 from services.runner.handlers import Limits, run_execution
@@ -15,7 +15,7 @@ from services.runner.offsets import OffsetTracker
 from services.runner.runtime import DockerRuntime, Interrupted
 from shared.events import ExecutionDue, RunnerHeartbeat, StopExecution, decode
 from shared.events import Message as EventMessage
-from shared.kafka import EventProducer, consumer_config, decode_or_park, retry_until_done
+from shared.kafka import EventProducer, consumer_config, decode_or_park, is_record, retry_until_done
 from shared.lifecycle import prepare_backends
 from shared.settings import RunnerSettings
 from shared.topics import Topics, group_id
@@ -83,14 +83,9 @@ class Runner:
                 self._store_finished()
                 self._apply_capacity()
                 msg = self.consumer.poll(0.2)
-                if msg is None:
-                    continue
-                error = msg.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        log.warning("consumer error", extra={"error": str(error)})
-                    continue
-                self._dispatch(msg, stop)
+                if is_record(msg):
+                    assert msg is not None
+                    self._dispatch(msg, stop)
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)  # workers see `stop` within a second
             self._store_finished()

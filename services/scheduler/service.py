@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from services.scheduler.handlers import Decision, Output, Policy, fire_due_timers, handle
 from services.scheduler.state import JobState
 from shared.events import RetryBackoff, RunnerHeartbeat, StopExecution, decode, encode, utcnow
-from shared.kafka import PARTITIONER, dead_letter_headers
+from shared.kafka import PARTITIONER, dead_letter_headers, is_record
 from shared.lifecycle import prepare_backends
 from shared.settings import SchedulerSettings
 from shared.topics import Topics, group_id
@@ -156,10 +156,7 @@ class Scheduler:
         out: list[Output] = []
         parked: list[KafkaMessage] = []
         for msg in messages:
-            error = msg.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error", extra={"error": str(error)})
+            if not is_record(msg):
                 continue
             try:
                 event = decode(msg.value() or b"")

@@ -7,25 +7,16 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_IMAGE
+from tests.e2e.lifecycle import FINAL, post_job, wait_status
 from tests.helpers import eventually
-
-FINAL = {"done", "failed", "timedout", "expired", "stopped"}
 
 
 def enqueue(client: httpx.Client, command: str, task: str | None = None, **extra: Any) -> dict[str, Any]:
-    task = task or f"e2e-{uuid.uuid4().hex[:8]}"
-    response = client.post(f"/tasks/{task}", json={"image": TEST_IMAGE, "command": command, **extra})
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return post_job(client, command, task=task, **extra)
 
 
 def finished_execution(client: httpx.Client, url: str, timeout: float = 60) -> dict[str, Any]:
-    def final() -> dict[str, Any] | None:
-        execution: dict[str, Any] = client.get(url).json()["execution"]
-        return execution if execution["status"] in FINAL else None
-
-    return eventually(final, timeout=timeout, interval=0.2, what=f"{url} to finish")
+    return wait_status(client, url, FINAL, timeout=timeout)
 
 
 def test_a_successful_command_is_done_with_its_output(client: httpx.Client) -> None:
