@@ -26,12 +26,7 @@ def test_a_job_that_runs_now_becomes_an_execution_due(backends: Settings) -> Non
     EventProducer(backends).publish(topics.jobs, cmd)
     thread, stop = start_thread(serve, backends)
     try:
-
-        def mine() -> list[ExecutionDue]:
-            events = read_events(backends.kafka_bootstrap, topics.due, 0, timeout=2)
-            return [e for e in events if isinstance(e, ExecutionDue) and e.job_id == cmd.job_id]
-
-        [due] = eventually(mine, timeout=60, what="the ExecutionDue of the job")
+        [due] = eventually(lambda: dues_of(backends, cmd.job_id), timeout=60, what="the ExecutionDue of the job")
         assert due.execution_id == cmd.execution_id
         assert (due.image, due.command, due.envs, due.attempt) == ("img", "echo hi", {"K": "v"}, 1)
     finally:
@@ -51,12 +46,7 @@ def test_a_delayed_job_fires_once_its_time_comes_and_state_is_kept(backends: Set
     EventProducer(backends).publish(topics.jobs, cmd)
     thread, stop = start_thread(serve, backends)
     try:
-
-        def mine() -> list[ExecutionDue]:
-            events = read_events(backends.kafka_bootstrap, topics.due, 0, timeout=2)
-            return [e for e in events if isinstance(e, ExecutionDue) and e.job_id == cmd.job_id]
-
-        [due] = eventually(mine, timeout=60, what="the delayed ExecutionDue")
+        [due] = eventually(lambda: dues_of(backends, cmd.job_id), timeout=60, what="the delayed ExecutionDue")
         assert due.occurred_at >= at
         assert due.command == "echo later"
         states = read_raw(backends.kafka_bootstrap, topics.scheduler_state, str(cmd.job_id).encode())
@@ -66,6 +56,12 @@ def test_a_delayed_job_fires_once_its_time_comes_and_state_is_kept(backends: Set
         stop.set()
         thread.join(15)
     assert not thread.is_alive()
+
+
+def dues_of(settings: Settings, job_id: uuid.UUID) -> list[ExecutionDue]:
+    """The ExecutionDue events of one job found on the due topic so far."""
+    events = read_events(settings.kafka_bootstrap, Topics.from_settings(settings).due, 0, timeout=2)
+    return [e for e in events if isinstance(e, ExecutionDue) and e.job_id == job_id]
 
 
 def read_raw(bootstrap: str, topic: str, key: bytes, seconds: float = 3) -> list[bytes]:
