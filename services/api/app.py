@@ -3,11 +3,13 @@
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -16,10 +18,35 @@ from services.api.deps import Backends, bootstrap
 from services.api.errors import ApiError
 from services.api.ops import router as ops_router
 from services.api.routes import router
+from services.api.schemas import JobSpec
 from services.api.security import auth_middleware, body_limit_middleware
 from shared.settings import ApiSettings
 
 log = logging.getLogger(__name__)
+
+
+def openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, completed: the job definition that POST and PUT read by hand, and 400 (with our
+    error body) where FastAPI would announce its 422 (this API answers 400 for every malformed request)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    job_spec = JobSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(job_spec.pop("$defs", {}))
+    components["JobSpec"] = job_spec
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    for path in schema["paths"].values():
+        for operation in path.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None and "400" not in responses:
+                responses["400"] = {
+                    "description": "the request is malformed; the message says how",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                }
+    app.openapi_schema = schema
+    return schema
 
 
 def create_app(settings: ApiSettings, make_backends: Callable[[ApiSettings], Backends] = bootstrap) -> FastAPI:
@@ -40,6 +67,7 @@ def create_app(settings: ApiSettings, make_backends: Callable[[ApiSettings], Bac
         redirect_slashes=False,
     )
     app.include_router(router)
+    app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     app.include_router(ops_router)
     # Outermost last: CORS answers preflights before auth; gzip wraps every answer.
     app.middleware("http")(body_limit_middleware(settings))

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from services.api.deps import Backends, BackendsDep
+from services.api.models import Health, Status
 from services.api.queries import iso
 from shared.events import utcnow
 from shared.topics import group_id
@@ -39,7 +40,11 @@ async def check(name: str, probe: Any, backends: Backends, timeout: float) -> st
         return f"{name}: {exc}"
 
 
-@router.get("/healthcheck", summary="200 when Kafka and Cassandra answer, 500 listing what does not")
+@router.get(
+    "/healthcheck",
+    summary="200 when Kafka and Cassandra answer, 500 listing what does not",
+    responses={200: {"model": Health}, 500: {"model": Health, "description": "a backing service does not answer"}},
+)
 @router.get("/healthcheck/", include_in_schema=False)
 async def healthcheck(backends: BackendsDep) -> JSONResponse:
     timeout = backends.settings.healthcheck_timeout_s
@@ -77,7 +82,11 @@ def queue_lengths(backends: Backends, timeout: float) -> dict[str, dict[str, int
     return queues
 
 
-@router.get("/status", summary="Farm status: hosts, running containers, scheduled jobs, counts and queues")
+@router.get(
+    "/status",
+    summary="Farm status: hosts, running containers, scheduled jobs, counts and queues",
+    response_model=Status,
+)
 @router.get("/status/", include_in_schema=False)
 async def status(request: Request, backends: BackendsDep) -> dict[str, Any]:
     timeout = backends.settings.healthcheck_timeout_s

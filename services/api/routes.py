@@ -10,10 +10,24 @@ from urllib.parse import urlencode
 from confluent_kafka import KafkaException
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from services.api.deps import Backends, BackendsDep, client_ip
 from services.api.errors import BadRequest, PayloadTooLarge, Unavailable
+from services.api.models import (
+    ERRORS,
+    TEXT_ROUTE_ERRORS,
+    WRITE_ERRORS,
+    Enqueued,
+    ExecutionAnswer,
+    ExecutionOrdered,
+    JobAnswer,
+    JobStopped,
+    TaskJobs,
+    TaskPage,
+    Updated,
+)
 from services.api.schemas import check_task_id, parse_job_spec
 from services.api.security import redact
 from shared.events import (
@@ -44,6 +58,24 @@ def route(method: str, path: str, **kwargs: Any) -> Callable[[Handler], Handler]
         return func
 
     return register
+
+
+def reads(model: type[BaseModel]) -> dict[str, Any]:
+    return {"response_model": model, "responses": ERRORS}
+
+
+def writes(model: type[BaseModel]) -> dict[str, Any]:
+    """A route whose body is a job definition: read by hand (for 413 and plain 400 messages), documented here."""
+    return {
+        "response_model": model,
+        "responses": ERRORS | WRITE_ERRORS,
+        "openapi_extra": {
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobSpec"}}},
+            }
+        },
+    }
 
 
 PageParam = Annotated[int, Query(ge=1, le=100_000, description="page number, from 1")]
@@ -82,7 +114,7 @@ class Urls:
         return f"{self.job(task_id, job_id)}/executions/{execution_id}"
 
 
-@route("POST", "/tasks/{task_id}", summary="Enqueue a job in a task (created on first use)")
+@route("POST", "/tasks/{task_id}", summary="Enqueue a job in a task (created on first use)", **writes(Enqueued))
 async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
     check_task_id(task_id)
     spec = parse_job_spec(await read_body(request, backends))
@@ -100,7 +132,13 @@ async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict
     return job_answer(Urls(request), command, with_execution=True)
 
 
-@route("PUT", "/tasks/{task_id}/jobs/{job_id}", summary="Create or replace the job with this id")
+@route(
+    "PUT",
+    "/tasks/{task_id}/jobs/{job_id}",
+    summary="Create or replace the job with this id",
+    response_model_exclude_unset=True,
+    **writes(Updated),
+)
 async def update(task_id: str, job_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
     check_task_id(task_id)
     jid = parse_uuid(job_id, "jobId")
@@ -145,7 +183,12 @@ def job_answer(urls: "Urls", command: JobRequested | JobUpdated, with_execution:
     return answer
 
 
-@route("POST", "/tasks/{task_id}/jobs/{job_id}/stop", summary="Stop the job: its running execution and all future ones")
+@route(
+    "POST",
+    "/tasks/{task_id}/jobs/{job_id}/stop",
+    summary="Stop the job: its running execution and all future ones",
+    **reads(JobStopped),
+)
 def stop_job(task_id: str, job_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
     jid = parse_uuid(job_id, "jobId")
     backends.queries.job(task_id, jid)  # 404 for an unknown job
@@ -154,7 +197,12 @@ def stop_job(task_id: str, job_id: str, request: Request, backends: BackendsDep)
     return {"taskId": task_id, "jobId": str(jid), "taskUrl": urls.task(task_id), "jobUrl": urls.job(task_id, jid)}
 
 
-@route("POST", "/tasks/{task_id}/jobs/{job_id}/retry", summary="Run the job again now, as a new execution")
+@route(
+    "POST",
+    "/tasks/{task_id}/jobs/{job_id}/retry",
+    summary="Run the job again now, as a new execution",
+    **reads(ExecutionOrdered),
+)
 def retry_job(task_id: str, job_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
     jid = parse_uuid(job_id, "jobId")
     backends.queries.job(task_id, jid)  # 404 for an unknown job
@@ -177,6 +225,7 @@ def retry_job(task_id: str, job_id: str, request: Request, backends: BackendsDep
     "POST",
     "/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}/stop",
     summary="Stop one execution (a cron keeps its schedule)",
+    **reads(ExecutionOrdered),
 )
 def stop_execution(
     task_id: str, job_id: str, execution_id: str, request: Request, backends: BackendsDep
@@ -213,14 +262,14 @@ def accept(backends: Backends, command: Command) -> None:
         log.exception("early projection failed; the recorder will write it", extra={"job_id": str(command.job_id)})
 
 
-@route("GET", "/tasks/{task_id}", summary="A task and its jobs")
+@route("GET", "/tasks/{task_id}", summary="A task and its jobs", **reads(TaskJobs))
 def get_task(task_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
     urls = Urls(request)
     jobs = backends.queries.task_job_ids(task_id)
     return {"taskId": task_id, "jobs": [{"id": str(j), "url": urls.job(task_id, j)} for j in jobs]}
 
 
-@route("GET", "/tasks/{task_id}/jobs/{job_id}", summary="A job, its definition and its executions")
+@route("GET", "/tasks/{task_id}/jobs/{job_id}", summary="A job, its definition and its executions", **reads(JobAnswer))
 def get_job(task_id: str, job_id: str, request: Request, backends: BackendsDep, page: PageParam = 1) -> dict[str, Any]:
     jid = parse_uuid(job_id, "jobId")
     urls = Urls(request)
@@ -238,7 +287,7 @@ def get_job(task_id: str, job_id: str, request: Request, backends: BackendsDep, 
     return {"task": {"id": task_id, "url": urls.task(task_id)}, "job": job}
 
 
-@route("GET", "/tasks", summary="Every task, newest first, a page at a time")
+@route("GET", "/tasks", summary="Every task, newest first, a page at a time", **reads(TaskPage))
 def list_tasks(
     request: Request, backends: BackendsDep, page: PageParam = 1, after: AfterParam = None
 ) -> dict[str, Any]:
@@ -247,7 +296,12 @@ def list_tasks(
     return paged(Urls(request), "/tasks", {}, items, total, page, size)
 
 
-@route("GET", "/search", summary="Tasks whose id contains a whole word, newest first, a page at a time")
+@route(
+    "GET",
+    "/search",
+    summary="Tasks whose id contains a whole word, newest first, a page at a time",
+    **reads(TaskPage),
+)
 def search(
     request: Request, backends: BackendsDep, query: str = "", page: PageParam = 1, after: AfterParam = None
 ) -> dict[str, Any]:
@@ -286,7 +340,9 @@ def paged(
     }
 
 
-@route("GET", "/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}", summary="One execution")
+@route(
+    "GET", "/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}", summary="One execution", **reads(ExecutionAnswer)
+)
 def get_execution(
     task_id: str, job_id: str, execution_id: str, request: Request, backends: BackendsDep
 ) -> dict[str, Any]:
@@ -316,6 +372,7 @@ def _add_log_routes(kind: str) -> None:
         f"/tasks/{{task_id}}/jobs/{{job_id}}/executions/{{execution_id}}/{kind}",
         summary=f"An execution's {kind} as plain text",
         response_class=PlainTextResponse,
+        responses=TEXT_ROUTE_ERRORS,
     )
     def execution_log(task_id: str, job_id: str, execution_id: str, backends: BackendsDep) -> PlainTextResponse:
         jid, eid = parse_uuid(job_id, "jobId"), parse_uuid(execution_id, "executionId")
@@ -326,6 +383,7 @@ def _add_log_routes(kind: str) -> None:
         f"/tasks/{{task_id}}/jobs/{{job_id}}/{kind}",
         summary=f"The {kind} of a job's last execution as plain text",
         response_class=PlainTextResponse,
+        responses=TEXT_ROUTE_ERRORS,
     )
     def job_log(task_id: str, job_id: str, backends: BackendsDep) -> PlainTextResponse:
         jid = parse_uuid(job_id, "jobId")
