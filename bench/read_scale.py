@@ -48,11 +48,15 @@ def load(settings: Settings, tasks: int, jobs_with_executions: int, per_job: int
     t0 = time.monotonic()
     run(f"INSERT INTO {ks}.tasks (task_id, last_modified_at) VALUES (?, ?)", list(zip(task_ids, created, strict=True)))
     run(
-        f"INSERT INTO {ks}.tasks_by_creation (bucket, created_at, task_id) VALUES (0, ?, ?)",
-        list(zip(created, task_ids, strict=True)),
+        f"INSERT INTO {ks}.tasks_by_creation (bucket, created_at, task_id, last_modified_at, jobs_count)"
+        " VALUES (0, ?, ?, ?, 1)",
+        [(c, t, c) for t, c in zip(task_ids, created, strict=True)],
     )
-    word_rows = [(w, c, t) for t, c in zip(task_ids, created, strict=True) for w in task_words(t)]
-    run(f"INSERT INTO {ks}.task_words (word, created_at, task_id) VALUES (?, ?, ?)", word_rows)
+    word_rows = [(w, c, t, c) for t, c in zip(task_ids, created, strict=True) for w in task_words(t)]
+    run(
+        f"INSERT INTO {ks}.task_words (word, created_at, task_id, last_modified_at, jobs_count) VALUES (?, ?, ?, ?, 1)",
+        word_rows,
+    )
     run(
         f"INSERT INTO {ks}.jobs (task_id, job_id, created_at, last_modified_at, image, command, envs, metadata,"
         " scheduled, definition) VALUES (?, ?, ?, ?, 'busybox', 'true', {}, '{}', false, '{}')",

@@ -61,13 +61,16 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS {ks}.job_index (task_id text, job_id uuid, PRIMARY KEY ((task_id), job_id))",
     """CREATE TABLE IF NOT EXISTS {ks}.execution_index (
         task_id text, job_id uuid, execution_id timeuuid, PRIMARY KEY ((task_id, job_id), execution_id))""",
-    # GET /tasks: every task, newest first (one partition: bucket 0).
+    # GET /tasks: every task, newest first (one partition: bucket 0), with what a listing shows of each task
+    # (last_modified_at, jobs_count) copied in, so a page is one read.
     """CREATE TABLE IF NOT EXISTS {ks}.tasks_by_creation (
-        bucket int, created_at timestamp, task_id text, PRIMARY KEY ((bucket), created_at, task_id)
+        bucket int, created_at timestamp, task_id text, last_modified_at timestamp, jobs_count bigint,
+        PRIMARY KEY ((bucket), created_at, task_id)
     ) WITH CLUSTERING ORDER BY (created_at DESC, task_id DESC)""",
-    # GET /search: one partition per word of a task id, newest first.
+    # GET /search: one partition per word of a task id, newest first; same copied columns.
     """CREATE TABLE IF NOT EXISTS {ks}.task_words (
-        word text, created_at timestamp, task_id text, PRIMARY KEY ((word), created_at, task_id)
+        word text, created_at timestamp, task_id text, last_modified_at timestamp, jobs_count bigint,
+        PRIMARY KEY ((word), created_at, task_id)
     ) WITH CLUSTERING ORDER BY (created_at DESC, task_id DESC)""",
     "CREATE TABLE IF NOT EXISTS {ks}.counters (name text PRIMARY KEY, value counter)",
     # GET /status: the hosts as their runners last reported them, what runs now, what is scheduled.
@@ -86,7 +89,13 @@ SCHEMA = [
 
 
 # Columns added after a table was first released: added to existing tables at start-up.
-ADDED_COLUMNS = [("jobs", "definition", "text")]
+ADDED_COLUMNS = [
+    ("jobs", "definition", "text"),
+    ("tasks_by_creation", "last_modified_at", "timestamp"),
+    ("tasks_by_creation", "jobs_count", "bigint"),
+    ("task_words", "last_modified_at", "timestamp"),
+    ("task_words", "jobs_count", "bigint"),
+]
 
 
 def _add_column(session: Session, table: str, column: str, kind: str) -> None:

@@ -48,10 +48,27 @@ class Indexes:
         self._execution_gate = session.prepare(
             f"INSERT INTO {ks}.execution_index (task_id, job_id, execution_id) VALUES (?, ?, ?) IF NOT EXISTS"
         )
+        # Listing rows. last_modified_at is written at the event's time, so the latest modification wins
+        # whatever the order of arrival. jobs_count is a copy of the task's counter written with the count
+        # itself as write timestamp: counts only grow, so the highest one read wins even when two recorders
+        # (jobs of a task are on different partitions) copy it in the opposite order.
         self._list_task = session.prepare(
-            f"INSERT INTO {ks}.tasks_by_creation (bucket, created_at, task_id) VALUES (?, ?, ?)"
+            f"UPDATE {ks}.tasks_by_creation USING TIMESTAMP ? SET last_modified_at = ?"
+            " WHERE bucket = ? AND created_at = ? AND task_id = ?"
         )
-        self._word = session.prepare(f"INSERT INTO {ks}.task_words (word, created_at, task_id) VALUES (?, ?, ?)")
+        self._list_count = session.prepare(
+            f"UPDATE {ks}.tasks_by_creation USING TIMESTAMP ? SET jobs_count = ?"
+            " WHERE bucket = ? AND created_at = ? AND task_id = ?"
+        )
+        self._word = session.prepare(
+            f"UPDATE {ks}.task_words USING TIMESTAMP ? SET last_modified_at = ?"
+            " WHERE word = ? AND created_at = ? AND task_id = ?"
+        )
+        self._word_count = session.prepare(
+            f"UPDATE {ks}.task_words USING TIMESTAMP ? SET jobs_count = ?"
+            " WHERE word = ? AND created_at = ? AND task_id = ?"
+        )
+        self._jobs_of_task = session.prepare(f"SELECT jobs FROM {ks}.task_counters WHERE task_id = ?")
         self._count = session.prepare(f"UPDATE {ks}.counters SET value = value + 1 WHERE name = ?")
         self._count_job = session.prepare(f"UPDATE {ks}.task_counters SET jobs = jobs + 1 WHERE task_id = ?")
         self._schedule = session.prepare(
@@ -82,8 +99,9 @@ class Indexes:
             return
         ts = write_time(event.occurred_at)
         if isinstance(event, JobRequested | JobUpdated):
-            self._task_seen(event.task_id, event.occurred_at)
+            created = self._task_seen(event.task_id, event.occurred_at)
             self._job_seen(event.task_id, event.job_id)
+            self._copy_jobs_count(event.task_id, created)
             if event.execution_id is not None:
                 self._execution_seen(event.task_id, event.job_id, event.execution_id)
             if event.definition.runs_now:
@@ -133,18 +151,28 @@ class Indexes:
             ),
         )
 
-    def _task_seen(self, task_id: str, at: datetime) -> None:
+    def _task_seen(self, task_id: str, at: datetime) -> datetime:
+        """Lists the task (counted once) and marks it modified at `at`; returns its creation time."""
         result = self._session.execute(self._task_gate, (task_id, at)).one()
         first = result.applied
-        created = at if first else result.created_at  # the task's one creation time, whoever saw it first
-        self._session.execute(self._list_task, (BUCKET, created, task_id))
+        created: datetime = at if first else result.created_at  # the task's one creation time, whoever saw it first
+        ts = write_time(at)
+        self._session.execute(self._list_task, (ts, at, BUCKET, created, task_id))
         words = task_words(task_id)
         for word in words:
-            self._session.execute(self._word, (word, created, task_id))
+            self._session.execute(self._word, (ts, at, word, created, task_id))
         if first:
             self._session.execute(self._count, ("tasks",))
             for word in words:
                 self._session.execute(self._count, (f"word:{word}",))
+        return created
+
+    def _copy_jobs_count(self, task_id: str, created: datetime) -> None:
+        row = self._session.execute(self._jobs_of_task, (task_id,)).one()
+        jobs = int(row.jobs) if row else 0
+        self._session.execute(self._list_count, (jobs, jobs, BUCKET, created, task_id))
+        for word in task_words(task_id):
+            self._session.execute(self._word_count, (jobs, jobs, word, created, task_id))
 
     def _job_seen(self, task_id: str, job_id: uuid.UUID) -> None:
         if self._session.execute(self._job_gate, (task_id, job_id)).one().applied:

@@ -21,20 +21,18 @@ class Queries:
     def __init__(self, session: Session, keyspace: str) -> None:
         self._session = session
         ks = keyspace
+        listed = "created_at, task_id, last_modified_at, jobs_count"
         self._task_jobs = session.prepare(f"SELECT job_id FROM {ks}.jobs WHERE task_id = ?")
         self._job = session.prepare(f"SELECT * FROM {ks}.jobs WHERE task_id = ? AND job_id = ?")
         self._executions = session.prepare(f"SELECT * FROM {ks}.executions WHERE task_id = ? AND job_id = ?")
-        self._tasks_page = session.prepare(
-            f"SELECT created_at, task_id FROM {ks}.tasks_by_creation WHERE bucket = 0 LIMIT ?"
-        )
-        self._word_page = session.prepare(f"SELECT created_at, task_id FROM {ks}.task_words WHERE word = ? LIMIT ?")
+        self._tasks_page = session.prepare(f"SELECT {listed} FROM {ks}.tasks_by_creation WHERE bucket = 0 LIMIT ?")
+        self._word_page = session.prepare(f"SELECT {listed} FROM {ks}.task_words WHERE word = ? LIMIT ?")
         # Keyset pages (nextUrl): rows strictly after the last one of the previous page, whatever was added since.
         self._tasks_after = session.prepare(
-            f"SELECT created_at, task_id FROM {ks}.tasks_by_creation WHERE bucket = 0"
-            " AND (created_at, task_id) < (?, ?) LIMIT ?"
+            f"SELECT {listed} FROM {ks}.tasks_by_creation WHERE bucket = 0 AND (created_at, task_id) < (?, ?) LIMIT ?"
         )
         self._word_after = session.prepare(
-            f"SELECT created_at, task_id FROM {ks}.task_words WHERE word = ? AND (created_at, task_id) < (?, ?) LIMIT ?"
+            f"SELECT {listed} FROM {ks}.task_words WHERE word = ? AND (created_at, task_id) < (?, ?) LIMIT ?"
         )
         self._counter = session.prepare(f"SELECT value FROM {ks}.counters WHERE name = ?")
         self._task_row = session.prepare(f"SELECT last_modified_at FROM {ks}.tasks WHERE task_id = ?")
@@ -123,22 +121,29 @@ class Queries:
         else:
             rows = list(self._session.execute(self._word_page, (word, page * size)))[(page - 1) * size :]
         total = self.count("tasks" if word is None else f"word:{word}")
-        # The rest of each item: two single-partition reads per task, all in flight at once.
-        modified = [self._session.execute_async(self._task_row, (r.task_id,)) for r in rows]
-        jobs = [self._session.execute_async(self._task_jobs_count, (r.task_id,)) for r in rows]
-        items = []
-        for row, m, j in zip(rows, modified, jobs, strict=True):
-            task_row, count_row = m.result().one(), j.result().one()
-            items.append(
-                {
-                    "cursor": f"{int(row.created_at.replace(tzinfo=UTC).timestamp() * 1000)}:{row.task_id}",
-                    "taskId": row.task_id,
-                    "createdAt": iso(row.created_at),
-                    "lastModifiedAt": iso(task_row.last_modified_at) if task_row else None,
-                    "jobsCount": int(count_row.jobs) if count_row else 0,
-                }
-            )
+        items = [
+            {
+                "cursor": f"{int(row.created_at.replace(tzinfo=UTC).timestamp() * 1000)}:{row.task_id}",
+                "taskId": row.task_id,
+                "createdAt": iso(row.created_at),
+                "lastModifiedAt": iso(row.last_modified_at),
+                "jobsCount": int(row.jobs_count or 0),
+            }
+            for row in rows
+        ]
+        self._complete_legacy_rows(items, rows)
         return items, max(total, len(items))
+
+    def _complete_legacy_rows(self, items: list[dict[str, Any]], rows: list[Any]) -> None:
+        """Rows listed before the listing tables carried last_modified_at and jobs_count: read those from the
+        task's own tables (two single-partition reads per row, all in flight at once)."""
+        legacy = [(item, row) for item, row in zip(items, rows, strict=True) if row.last_modified_at is None]
+        modified = [self._session.execute_async(self._task_row, (row.task_id,)) for _, row in legacy]
+        jobs = [self._session.execute_async(self._task_jobs_count, (row.task_id,)) for _, row in legacy]
+        for (item, _), m, j in zip(legacy, modified, jobs, strict=True):
+            task_row, count_row = m.result().one(), j.result().one()
+            item["lastModifiedAt"] = iso(task_row.last_modified_at) if task_row else None
+            item["jobsCount"] = int(count_row.jobs) if count_row else 0
 
     def last_execution(self, task_id: str, job_id: uuid.UUID) -> dict[str, Any]:
         row = self._session.execute(self._last_execution, (task_id, job_id)).one()

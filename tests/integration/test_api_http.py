@@ -5,9 +5,11 @@ import base64
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cassandra.cluster import Session
 from fastapi.testclient import TestClient
 
 from services.api.app import create_app
@@ -136,3 +138,20 @@ def test_healthcheck_with_cassandra_gone_answers_500_quickly(backends: ApiSettin
         assert body["cassandra"] is False and body["kafka"] is True
         assert body["errors"] and body["errors"][0].startswith("cassandra")
         assert elapsed < 5
+
+
+def test_tasks_listed_before_the_copied_columns_existed_still_show_them(
+    client: TestClient, backends: ApiSettings, cassandra: Session
+) -> None:
+    ks, task = backends.keyspace, f"legacy-{uuid.uuid4().hex[:6]}"
+    created = datetime(2001, 1, 1, tzinfo=UTC)
+    cassandra.execute(
+        f"INSERT INTO {ks}.tasks_by_creation (bucket, created_at, task_id) VALUES (0, %s, %s)", (created, task)
+    )
+    cassandra.execute(f"INSERT INTO {ks}.tasks (task_id, last_modified_at) VALUES (%s, %s)", (task, created))
+    cassandra.execute(f"UPDATE {ks}.task_counters SET jobs = jobs + 2 WHERE task_id = %s", (task,))
+    after = f"{int((created + timedelta(seconds=1)).timestamp() * 1000)}:{task}"
+    item = client.get(f"/tasks?page=2&after={after}").json()["items"][0]
+    assert item["taskId"] == task
+    assert item["jobsCount"] == 2
+    assert item["lastModifiedAt"] == created.isoformat()

@@ -17,6 +17,7 @@ from shared.events import (
     new_execution_id,
     utcnow,
 )
+from shared.indexes import Indexes
 from shared.kafka import EventProducer
 from shared.projections import Projections
 from shared.settings import Settings
@@ -137,3 +138,40 @@ def test_an_update_replaces_the_definition_but_keeps_the_creation_time(
     )
     assert job.last_modified_at.replace(tzinfo=UTC) > job.created_at.replace(tzinfo=UTC)
     assert '"cron":"*/5 * * * *"' in job.definition
+
+
+def test_listing_rows_carry_the_latest_modification_and_the_job_count_whatever_the_order(
+    backends: Settings, cassandra: Session
+) -> None:
+    indexes = Indexes(cassandra, backends.keyspace)
+    t0 = utcnow()
+    task = f"listing-{uuid.uuid4().hex[:6]}-copy"
+    requests = [
+        JobRequested(
+            task_id=task,
+            job_id=uuid.uuid4(),
+            occurred_at=t0 + timedelta(seconds=n),
+            definition=JobDefinition(image="img", command="true"),
+        )
+        for n in range(3)
+    ]
+    # Newest first, then everything again (a replay): three jobs, last modified by the newest request.
+    for event in [requests[2], requests[0], requests[1], *requests]:
+        indexes.apply(event)
+    ks = backends.keyspace
+    listed = cassandra.execute(
+        f"SELECT created_at, last_modified_at, jobs_count FROM {ks}.tasks_by_creation WHERE bucket = 0"
+        " AND created_at = %s AND task_id = %s",
+        (requests[2].occurred_at, task),  # the first request seen created the task
+    ).one()
+    assert listed is not None
+    assert listed.jobs_count == 3
+    newest = requests[2].occurred_at
+    assert listed.last_modified_at.replace(tzinfo=UTC) == newest.replace(microsecond=newest.microsecond // 1000 * 1000)
+    for word in ("listing", "copy"):
+        row = cassandra.execute(
+            f"SELECT jobs_count, last_modified_at FROM {ks}.task_words WHERE word = %s AND created_at = %s"
+            " AND task_id = %s",
+            (word, listed.created_at, task),
+        ).one()
+        assert row is not None and row.jobs_count == 3 and row.last_modified_at == listed.last_modified_at
