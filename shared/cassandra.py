@@ -83,6 +83,17 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS {ks}.scheduled_jobs (
         bucket int, task_id text, job_id uuid, PRIMARY KEY ((bucket), task_id, job_id))""",
     "CREATE TABLE IF NOT EXISTS {ks}.task_counters (task_id text PRIMARY KEY, jobs counter)",
+    # Hosts taken out of rotation (POST /docker-executor/blacklist); written by the API and the recorder.
+    "CREATE TABLE IF NOT EXISTS {ks}.blacklist (host text PRIMARY KEY, since timestamp)",
+    # --- the runners' ledger (services/runner/ledger.py) ---
+    # Which host runs an execution: claimed with a lightweight transaction, so a redelivered ExecutionDue
+    # never starts a second container on another host. Kept 30 days (longer than any redelivery).
+    """CREATE TABLE IF NOT EXISTS {ks}.execution_claims (execution_id timeuuid PRIMARY KEY, host text)
+    WITH default_time_to_live = 2592000""",
+    # What each host holds and has not finished yet, with the ExecutionDue itself: what a restarted runner
+    # takes up again, and what is failed when its host is lost.
+    """CREATE TABLE IF NOT EXISTS {ks}.host_executions (
+        host text, execution_id timeuuid, due text, PRIMARY KEY ((host), execution_id))""",
     """CREATE TABLE IF NOT EXISTS {ks}.job_counters (
         task_id text, job_id uuid, executions counter, PRIMARY KEY ((task_id, job_id)))""",
 ]
@@ -95,6 +106,7 @@ ADDED_COLUMNS = [
     ("tasks_by_creation", "jobs_count", "bigint"),
     ("task_words", "last_modified_at", "timestamp"),
     ("task_words", "jobs_count", "bigint"),
+    ("hosts", "farm", "text"),
 ]
 
 
@@ -143,6 +155,18 @@ def migrate(settings: Settings) -> None:
             session.execute(statement.format(ks=settings.keyspace), timeout=60)
         for table, column, kind in ADDED_COLUMNS:
             _add_column(session, f"{settings.keyspace}.{table}", column, kind)
+        _set_retention(session, settings.keyspace, settings.execution_retention_days)
         log.info("schema ready", extra={"keyspace": settings.keyspace})
     finally:
         cluster.shutdown()
+
+
+def _set_retention(session: Session, keyspace: str, days: int) -> None:
+    """Executions (and their logs) expire `days` after they were last written; 0 keeps them forever."""
+    ttl = days * 86_400
+    row = session.execute(
+        "SELECT default_time_to_live FROM system_schema.tables WHERE keyspace_name = %s AND table_name = 'executions'",
+        (keyspace,),
+    ).one()
+    if row is not None and row.default_time_to_live != ttl:
+        session.execute(f"ALTER TABLE {keyspace}.executions WITH default_time_to_live = {ttl}", timeout=60)

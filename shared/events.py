@@ -75,6 +75,15 @@ class RetryBackoff(BaseModel):
     max_ms: int
 
 
+class Resources(BaseModel):
+    """Limits the engine enforces on the container: CPUs (fractions allowed) and memory in MiB."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cpus: float | None = None
+    memory_mb: int | None = None
+
+
 class JobDefinition(BaseModel):
     """What a client asked to run: the body of POST /tasks/{taskId}, validated.
 
@@ -96,6 +105,8 @@ class JobDefinition(BaseModel):
     timeout_s: int | None = None
     concurrency_policy: ConcurrencyPolicy = "Allow"
     catch_up: bool = True
+    extra_hosts: dict[str, str] = Field(default_factory=dict)  # hostname -> IP, in the container's hosts file
+    resources: Resources | None = None
 
     @property
     def runs_now(self) -> bool:
@@ -156,6 +167,8 @@ class ExecutionDue(Message):
     attempt: int = 1
     expiration: datetime | None = None
     timeout_s: int | None = None
+    extra_hosts: dict[str, str] = Field(default_factory=dict)
+    resources: Resources | None = None
 
 
 class StopExecution(Message):
@@ -163,6 +176,15 @@ class StopExecution(Message):
 
     type: Literal["StopExecution"] = "StopExecution"
     execution_id: uuid.UUID
+
+
+class ExecutionPulling(Message):
+    """A runner is fetching the execution's image from its registry before starting it."""
+
+    type: Literal["ExecutionPulling"] = "ExecutionPulling"
+    execution_id: uuid.UUID
+    host: str
+    image: str
 
 
 class ExecutionStarted(Message):
@@ -204,6 +226,24 @@ class RunnerHeartbeat(BaseModel):
     engine_ok: bool = True
     error: str | None = None
     runner_version: str = ""
+    farm: str = ""
+
+    @property
+    def key(self) -> bytes:
+        return self.host.encode()
+
+
+class HostBlacklisted(BaseModel):
+    """An operator took a Docker host out of rotation (`blacklisted`) or put it back (topic `control`)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    type: Literal["HostBlacklisted"] = "HostBlacklisted"
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    version: int = SCHEMA_VERSION
+    occurred_at: datetime = Field(default_factory=utcnow)
+    host: str
+    blacklisted: bool
 
     @property
     def key(self) -> bytes:
@@ -220,15 +260,17 @@ Event = Annotated[
     | ExecutionStopRequested
     | ExecutionDue
     | StopExecution
+    | ExecutionPulling
     | ExecutionStarted
     | ExecutionFinished
-    | RunnerHeartbeat,
+    | RunnerHeartbeat
+    | HostBlacklisted,
     Field(discriminator="type"),
 ]
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 
-def encode(event: Message | RunnerHeartbeat) -> bytes:
+def encode(event: Message | RunnerHeartbeat | HostBlacklisted) -> bytes:
     return event.model_dump_json().encode()
 
 

@@ -87,7 +87,7 @@ class Indexes:
         )
         self._host = session.prepare(
             f"UPDATE {ks}.hosts USING TIMESTAMP ? SET last_seen = ?, capacity = ?, running = ?, circuit = ?,"
-            " engine_ok = ?, error = ?, runner_version = ? WHERE host = ?"
+            " engine_ok = ?, error = ?, runner_version = ?, farm = ? WHERE host = ?"
         )
         self._count_execution = session.prepare(
             f"UPDATE {ks}.job_counters SET executions = executions + 1 WHERE task_id = ? AND job_id = ?"
@@ -147,6 +147,7 @@ class Indexes:
                 beat.engine_ok,
                 beat.error,
                 beat.runner_version,
+                beat.farm,
                 beat.host,
             ),
         )

@@ -18,7 +18,9 @@ from shared.events import (
     Event,
     ExecutionDue,
     ExecutionFinished,
+    ExecutionPulling,
     ExecutionStarted,
+    HostBlacklisted,
     JobRequested,
     JobRetryRequested,
     JobStopRequested,
@@ -75,6 +77,10 @@ class Projections:
             f"UPDATE {ks}.executions USING TIMESTAMP ? SET request_ip = ?"
             " WHERE task_id = ? AND job_id = ? AND execution_id = ?"
         )
+        self._pulling = session.prepare(
+            f"UPDATE {ks}.executions USING TIMESTAMP ? SET status = 'pulling', docker_host = ?"
+            " WHERE task_id = ? AND job_id = ? AND execution_id = ?"
+        )
         self._start = session.prepare(
             f"UPDATE {ks}.executions USING TIMESTAMP ? SET status = 'running', started_at = ?, container_id = ?,"
             " docker_host = ? WHERE task_id = ? AND job_id = ? AND execution_id = ?"
@@ -83,15 +89,26 @@ class Projections:
             f"UPDATE {ks}.executions USING TIMESTAMP ? SET status = ?, finished_at = ?, exit_code = ?, stdout = ?,"
             " stderr = ?, error = ?, docker_host = ? WHERE task_id = ? AND job_id = ? AND execution_id = ?"
         )
+        self._blacklist = session.prepare(f"INSERT INTO {ks}.blacklist (host, since) VALUES (?, ?) USING TIMESTAMP ?")
+        self._unblacklist = session.prepare(f"DELETE FROM {ks}.blacklist USING TIMESTAMP ? WHERE host = ?")
         self._handlers: dict[type, Callable[[Any], None]] = {
+            HostBlacklisted: self.host_blacklisted,
             JobRequested: self.job_requested,
             JobUpdated: self.job_requested,
             JobStopRequested: self.job_stop_requested,
             JobRetryRequested: self.job_retry_requested,
             ExecutionDue: self.execution_due,
+            ExecutionPulling: self.execution_pulling,
             ExecutionStarted: self.execution_started,
             ExecutionFinished: self.execution_finished,
         }
+
+    def host_blacklisted(self, e: HostBlacklisted) -> None:
+        ts = write_time(e.occurred_at)
+        if e.blacklisted:
+            self._session.execute(self._blacklist, (e.host, e.occurred_at, ts))
+        else:
+            self._session.execute(self._unblacklist, (ts, e.host))
 
     def apply(self, event: Event | Command) -> None:
         handler = self._handlers.get(type(event))
@@ -133,6 +150,10 @@ class Projections:
         ts = write_time(e.occurred_at)
         created = execution_created_at(e.execution_id)
         self._session.execute(self._enqueue_bare, (ts, created, e.request_ip, e.task_id, e.job_id, e.execution_id))
+
+    def execution_pulling(self, e: ExecutionPulling) -> None:
+        ts = write_time(e.occurred_at)
+        self._session.execute(self._pulling, (ts, e.host, e.task_id, e.job_id, e.execution_id))
 
     def execution_due(self, e: ExecutionDue) -> None:
         self._enqueue_execution(

@@ -2,8 +2,10 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.farms import Farm, name_farms
 
 
 class Settings(BaseSettings):
@@ -25,6 +27,15 @@ class Settings(BaseSettings):
     timeout_hard_limit_s: float = Field(default=1800.0, gt=0)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # How long finished executions (with their logs) are kept; 0 = forever.
+    execution_retention_days: int = Field(default=0, ge=0)
+    # Docker farms (JSON list): the first whose `match` regex matches a task id runs that task's jobs.
+    farms: list[Farm] = [Farm(name="default", match="", hosts=["local"], maxRunning=4)]
+
+    @field_validator("farms")
+    @classmethod
+    def _named(cls, farms: list[Farm]) -> list[Farm]:
+        return name_farms(farms)
 
     @property
     def cassandra_contact_points(self) -> list[str]:
@@ -71,15 +82,45 @@ class RunnerSettings(Settings):
 
     # Docker engine address (unix:///var/run/docker.sock, tcp://h:2375); empty = the DOCKER_HOST environment.
     docker_host: str = ""
-    # Name this runner reports for its host in events and the API (default: the docker_host or "local").
+    # Name this runner reports for its host in events and the API, as listed in its farm's `hosts`
+    # (default: the docker_host or "local").
     host_name: str = ""
-    max_running: int = Field(default=4, ge=1)
+    # The farm this runner serves; empty = the farm that lists host_name, else the first farm.
+    farm: str = ""
+    # Most executions at once; empty = this host's share of its farm's maxRunning.
+    max_running: int | None = Field(default=None, ge=1)
     # Largest stdout or stderr kept per execution (the rest is cut, with a note).
     max_log_bytes: int = Field(default=256 * 1024, ge=1024)
     # Between SIGTERM and SIGKILL when stopping a container (stop request or timeout).
     stop_grace_s: float = Field(default=10.0, ge=0)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    # TLS client certificates for a tcp:// engine (paths; all three or none).
+    docker_tls_ca: str = ""
+    docker_tls_cert: str = ""
+    docker_tls_key: str = ""
+    # IfNotPresent: pull only images the engine lacks; Always: pull before every execution.
+    pull_policy: Literal["IfNotPresent", "Always"] = "IfNotPresent"
+    # Registry credentials by registry host: {"registry.example:5000": {"username": "u", "password": "p"}}.
+    registry_auth: dict[str, dict[str, str]] = {}
+    # Circuit breaker: after this many consecutive engine failures, no new work for breaker_open_s.
+    breaker_threshold: int = Field(default=3, ge=1)
+    breaker_open_s: float = Field(default=30.0, gt=0)
+    # A host of this runner's farm without a heartbeat for this long is lost: its executions end `failed`.
+    host_lost_after_s: float = Field(default=60.0, gt=0)
 
     @property
     def host_label(self) -> str:
         return self.host_name or self.docker_host or "local"
+
+    @property
+    def my_farm(self) -> Farm:
+        if self.farm:
+            for f in self.farms:
+                if f.name == self.farm:
+                    return f
+            raise ValueError(f"FASTLANE_FARM={self.farm!r} names no configured farm ({[f.name for f in self.farms]})")
+        return next((f for f in self.farms if self.host_label in f.hosts), self.farms[0])
+
+    @property
+    def capacity(self) -> int:
+        return self.max_running or self.my_farm.share(self.host_label)

@@ -1,7 +1,8 @@
 """Topic names. Every topic is keyed by job id."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from shared.farms import due_topic, farm_for
 from shared.settings import Settings
 
 
@@ -10,30 +11,45 @@ class Topics:
     """The topics of one stack (names carry the configured prefix)."""
 
     jobs: str  # JobRequested (and later stop/retry orders): API -> scheduler, recorder
-    due: str  # ExecutionDue: scheduler -> runners, recorder
+    due: str  # ExecutionDue of the first farm: scheduler -> that farm's runners, recorder
     executions: str  # ExecutionStarted/ExecutionFinished: runners -> scheduler, recorder, subscribers
     control: str  # StopExecution broadcasts: scheduler -> every runner
     heartbeats: str  # RunnerHeartbeat: runners -> recorder (keyed by host)
     scheduler_state: str  # compacted: the scheduler's per-job state (internal)
     dead_letter: str  # messages no handler could parse, parked with their origin
+    # ExecutionDue per farm (farm name -> topic): scheduler -> the runners of that farm, recorder.
+    farm_due: dict[str, str] = field(default_factory=dict)
+    settings: Settings | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Topics":
         p = settings.topic_prefix
         return cls(
             jobs=f"{p}jobs",
-            due=f"{p}executions.due",
+            due=due_topic(p, settings.farms[0].name),
             executions=f"{p}executions",
             control=f"{p}control",
             heartbeats=f"{p}heartbeats",
             scheduler_state=f"{p}scheduler.state",
             dead_letter=f"{p}dlq",
+            farm_due={f.name: due_topic(p, f.name) for f in settings.farms},
+            settings=settings,
         )
+
+    @property
+    def all_due(self) -> list[str]:
+        return list(dict.fromkeys([self.due, *self.farm_due.values()]))
+
+    def due_for(self, task_id: str) -> str:
+        """The due topic of the farm that takes `task_id` (the first farm when none matches)."""
+        farms = self.settings.farms if self.settings else []
+        farm = farm_for(task_id, farms)
+        return self.farm_due[farm.name] if farm else self.due
 
     def all(self) -> list[str]:
         return [
             self.jobs,
-            self.due,
+            *self.all_due,
             self.executions,
             self.control,
             self.heartbeats,
@@ -52,3 +68,8 @@ class Topics:
 
 def group_id(settings: Settings, service: str) -> str:
     return f"{settings.topic_prefix}{service}"
+
+
+def runner_group(settings: Settings, farm: str) -> str:
+    """The runners of one farm share one consumer group (the default farm's keeps its original name)."""
+    return group_id(settings, "runner" if farm == "default" else f"runner.{farm}")

@@ -99,6 +99,11 @@ class RetryBackoff(Model):
     maxMs: int
 
 
+class Resources(Model):
+    cpus: float | None
+    memoryMB: int | None
+
+
 class JobMetadata(Model):
     custom: dict[str, Any]
 
@@ -123,6 +128,8 @@ class Job(Model):
     timeout: int | None
     concurrencyPolicy: str
     catchUp: bool
+    additionalDNSEntries: dict[str, str]
+    resources: Resources | None
     executions: list[ExecutionItem] = Field(description="newest first, one page")
     executionCount: int
     executionsPage: int
@@ -160,6 +167,11 @@ class TaskPage(Model):
     prevUrl: str | None
 
 
+class BlacklistAnswer(Model):
+    host: str
+    blacklisted: bool
+
+
 class Health(Model):
     errors: list[str]
     kafka: bool
@@ -169,6 +181,7 @@ class Health(Model):
 class Host(Model):
     host: str
     port: int | None
+    farm: str | None
     available: bool
     blacklisted: bool
     circuit: str | None

@@ -15,7 +15,7 @@ from services.api.deps import Backends, BackendsDep
 from services.api.models import Health, Status
 from services.api.queries import iso
 from shared.events import utcnow
-from shared.topics import group_id
+from shared.topics import group_id, runner_group
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -63,7 +63,7 @@ def queue_lengths(backends: Backends, timeout: float) -> dict[str, dict[str, int
     topics = backends.topics
     workers = {
         topics.jobs: group_id(backends.settings, "scheduler"),
-        topics.due: group_id(backends.settings, "runner"),
+        **{topic: runner_group(backends.settings, farm) for farm, topic in topics.farm_due.items()},
         topics.executions: group_id(backends.settings, "recorder"),
     }
     admin = AdminClient({"bootstrap.servers": backends.settings.kafka_bootstrap})
@@ -91,8 +91,9 @@ def queue_lengths(backends: Backends, timeout: float) -> dict[str, dict[str, int
 async def status(request: Request, backends: BackendsDep) -> dict[str, Any]:
     timeout = backends.settings.healthcheck_timeout_s
     queries = backends.queries
-    hosts, running, scheduled, tasks, jobs = await asyncio.gather(
+    hosts, blacklist, running, scheduled, tasks, jobs = await asyncio.gather(
         run_in_threadpool(queries.hosts),
+        run_in_threadpool(queries.blacklist),
         run_in_threadpool(queries.running),
         run_in_threadpool(queries.scheduled),
         run_in_threadpool(queries.count, "tasks"),
@@ -106,7 +107,8 @@ async def status(request: Request, backends: BackendsDep) -> dict[str, Any]:
     base = str(request.base_url).rstrip("/")
     stale = utcnow().timestamp() - backends.settings.host_stale_after_s
     return {
-        "hosts": [host_doc(h, stale) for h in hosts],
+        "hosts": [host_doc(h, stale, blacklist) for h in hosts]
+        + [unreported_host_doc(h) for h in sorted(blacklist - {h.host for h in hosts})],
         "containers": {
             "running": [
                 {
@@ -133,22 +135,47 @@ async def status(request: Request, backends: BackendsDep) -> dict[str, Any]:
     }
 
 
-def host_doc(row: Any, stale_before: float) -> dict[str, Any]:
-    name, _, port = row.host.rpartition(":") if ":" in row.host and "//" not in row.host else (row.host, "", "")
+def split_host(host: str) -> tuple[str, int | None]:
+    name, _, port = host.rpartition(":") if ":" in host and "//" not in host else (host, "", "")
+    return name, int(port) if port.isdigit() else None
+
+
+def host_doc(row: Any, stale_before: float, blacklist: set[str]) -> dict[str, Any]:
+    name, port = split_host(row.host)
     seen = row.last_seen.replace(tzinfo=UTC).timestamp() if row.last_seen else 0.0
-    available = seen >= stale_before and bool(row.engine_ok) and row.circuit != "open"
+    blacklisted = row.host in blacklist
+    available = seen >= stale_before and bool(row.engine_ok) and row.circuit != "open" and not blacklisted
     error = row.error
     if seen < stale_before:
         error = f"no heartbeat since {iso(row.last_seen)}"
     return {
         "host": name,
-        "port": int(port) if port.isdigit() else None,
+        "port": port,
+        "farm": row.farm,
         "available": available,
-        "blacklisted": False,
+        "blacklisted": blacklisted,
         "circuit": row.circuit,
         "error": error,
         "running": row.running,
         "capacity": row.capacity,
         "lastSeenAt": iso(row.last_seen),
         "version": row.runner_version,
+    }
+
+
+def unreported_host_doc(host: str) -> dict[str, Any]:
+    """A blacklisted host no runner has reported (yet)."""
+    name, port = split_host(host)
+    return {
+        "host": name,
+        "port": port,
+        "farm": None,
+        "available": False,
+        "blacklisted": True,
+        "circuit": None,
+        "error": "no runner has reported this host",
+        "running": None,
+        "capacity": None,
+        "lastSeenAt": None,
+        "version": None,
     }

@@ -44,6 +44,7 @@ class Queries:
             f"SELECT executions FROM {ks}.job_counters WHERE task_id = ? AND job_id = ?"
         )
         self._hosts = session.prepare(f"SELECT * FROM {ks}.hosts")
+        self._blacklist = session.prepare(f"SELECT host FROM {ks}.blacklist")
         self._running = session.prepare(f"SELECT * FROM {ks}.running_executions WHERE bucket = 0 LIMIT 1000")
         self._scheduled = session.prepare(
             f"SELECT task_id, job_id FROM {ks}.scheduled_jobs WHERE bucket = 0 LIMIT 1000"
@@ -93,6 +94,9 @@ class Queries:
 
     def hosts(self) -> list[Any]:
         return list(self._session.execute(self._hosts))
+
+    def blacklist(self) -> set[str]:
+        return {row.host for row in self._session.execute(self._blacklist)}
 
     def running(self) -> list[Any]:
         return list(self._session.execute(self._running))
@@ -167,6 +171,7 @@ def schedule_doc(definition_json: str | None) -> dict[str, Any]:
     """The job's schedule and limits, in the request's own field names (times as UNIX seconds)."""
     d = json.loads(definition_json or "{}")
     backoff = d.get("retry_backoff")
+    resources = d.get("resources")
     return {
         "startAt": _unix(d.get("start_at")),
         "cron": d.get("cron"),
@@ -179,6 +184,8 @@ def schedule_doc(definition_json: str | None) -> dict[str, Any]:
         "timeout": d.get("timeout_s"),
         "concurrencyPolicy": d.get("concurrency_policy", "Allow"),
         "catchUp": d.get("catch_up", True),
+        "additionalDNSEntries": d.get("extra_hosts") or {},
+        "resources": {"cpus": resources.get("cpus"), "memoryMB": resources.get("memory_mb")} if resources else None,
     }
 
 

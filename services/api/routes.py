@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from confluent_kafka import KafkaException
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from services.api.deps import Backends, BackendsDep, client_ip
@@ -19,6 +19,7 @@ from services.api.models import (
     ERRORS,
     TEXT_ROUTE_ERRORS,
     WRITE_ERRORS,
+    BlacklistAnswer,
     Enqueued,
     ExecutionAnswer,
     ExecutionOrdered,
@@ -33,6 +34,7 @@ from services.api.security import redact
 from shared.events import (
     Command,
     ExecutionStopRequested,
+    HostBlacklisted,
     JobRequested,
     JobRetryRequested,
     JobStopRequested,
@@ -40,6 +42,7 @@ from shared.events import (
     new_execution_id,
     utcnow,
 )
+from shared.farms import farm_for
 from shared.indexes import task_words
 
 log = logging.getLogger(__name__)
@@ -117,6 +120,7 @@ class Urls:
 @route("POST", "/tasks/{task_id}", summary="Enqueue a job in a task (created on first use)", **writes(Enqueued))
 async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
     check_task_id(task_id)
+    check_farm(task_id, backends)
     spec = parse_job_spec(await read_body(request, backends))
     now = utcnow()
     definition = spec.definition(now, backends.settings.timeout_hard_limit_s)
@@ -155,6 +159,12 @@ async def update(task_id: str, job_id: str, request: Request, backends: Backends
     )
     await run_in_threadpool(accept, backends, command)
     return job_answer(Urls(request), command, with_execution=definition.runs_now)
+
+
+def check_farm(task_id: str, backends: Backends) -> None:
+    if farm_for(task_id, backends.settings.farms) is None:
+        patterns = ", ".join(repr(f.match) for f in backends.settings.farms)
+        raise BadRequest(f"no farm takes task {task_id!r}: its id matches none of {patterns}")
 
 
 async def read_body(request: Request, backends: Backends) -> bytes:
@@ -245,21 +255,21 @@ def stop_execution(
     }
 
 
-def accept(backends: Backends, command: Command) -> None:
+def accept(backends: Backends, command: Command | HostBlacklisted, topic: str | None = None) -> None:
     """Publish the order, then project it at once so a GET right after the request already sees it.
 
     The recorder writes the same rows from the same event with the same write timestamp, so the two writes
     converge; if this one fails the recorder's still lands, and the client's order is not lost.
     """
     try:
-        backends.producer.publish(backends.topics.jobs, command)
+        backends.producer.publish(topic or backends.topics.jobs, command)
     except KafkaException as exc:
-        log.error("could not publish", extra={"type": command.type, "job_id": str(command.job_id), "error": str(exc)})
+        log.error("could not publish", extra={"type": command.type, "key": command.key.decode(), "error": str(exc)})
         raise Unavailable("the job queue is unavailable right now; nothing was changed, try again") from exc
     try:
         backends.projections.apply(command)
     except Exception:
-        log.exception("early projection failed; the recorder will write it", extra={"job_id": str(command.job_id)})
+        log.exception("early projection failed; the recorder will write it", extra={"key": command.key.decode()})
 
 
 @route("GET", "/tasks/{task_id}", summary="A task and its jobs", **reads(TaskJobs))
@@ -395,3 +405,35 @@ def _add_log_routes(kind: str) -> None:
 
 for _kind in ("stdout", "stderr", "logs"):
     _add_log_routes(_kind)
+
+
+class HostBody(BaseModel):
+    host: str = Field(min_length=1, max_length=300, description="the host as its runner reports it, e.g. h1:2375")
+
+
+def _blacklist(request_body: HostBody, backends: Backends, blacklisted: bool) -> BlacklistAnswer:
+    host = request_body.host.strip()
+    if not host or any(c.isspace() for c in host):
+        raise BadRequest("host must be a host name as its runner reports it, like 'docker1:2375'")
+    accept(backends, HostBlacklisted(host=host, blacklisted=blacklisted), topic=backends.topics.control)
+    return BlacklistAnswer(host=host, blacklisted=blacklisted)
+
+
+@route(
+    "POST",
+    "/docker-executor/blacklist",
+    summary="Take a Docker host out of rotation: no new executions (running ones finish)",
+    **reads(BlacklistAnswer),
+)
+def blacklist_host(body: HostBody, backends: BackendsDep) -> BlacklistAnswer:
+    return _blacklist(body, backends, True)
+
+
+@route(
+    "DELETE",
+    "/docker-executor/blacklist",
+    summary="Put a blacklisted Docker host back into rotation",
+    **reads(BlacklistAnswer),
+)
+def unblacklist_host(body: HostBody, backends: BackendsDep) -> BlacklistAnswer:
+    return _blacklist(body, backends, False)

@@ -1,5 +1,6 @@
 """Request validation for job definitions (the body of POST /tasks/{taskId})."""
 
+import ipaddress
 import json
 import math
 import re
@@ -21,13 +22,14 @@ from pydantic import (
 )
 
 from services.api.errors import BadRequest
-from shared.events import JobDefinition, RetryBackoff
+from shared.events import JobDefinition, Resources, RetryBackoff
 from shared.schedule import check_cron, parse_duration, zone
 
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 
 # Fields of the API contract whose behaviour is not built yet: refused loudly rather than silently ignored.
-NOT_YET_SUPPORTED = ("notify", "webhooks", "additionalDNSEntries")
+NOT_YET_SUPPORTED = ("notify", "webhooks")
+HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
 
 
 class RetryBackoffSpec(BaseModel):
@@ -44,6 +46,15 @@ class RetryBackoffSpec(BaseModel):
         if self.maxMs < self.minMs:
             raise ValueError("maxMs must be at least minMs")
         return self
+
+
+class ResourcesSpec(BaseModel):
+    """`resources`: limits the Docker engine enforces on the container."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpus: StrictInt | StrictFloat | None = Field(default=None, gt=0, le=1024)
+    memoryMB: StrictInt | None = Field(default=None, ge=6, le=4_194_304)  # the engine refuses less than 6 MiB
 
 
 class JobSpec(BaseModel):
@@ -65,6 +76,20 @@ class JobSpec(BaseModel):
     timeout: StrictInt | StrictFloat | None = Field(default=None, gt=0)
     concurrencyPolicy: Literal["Allow", "Forbid", "Replace"] = "Allow"
     catchUp: StrictBool = True
+    additionalDNSEntries: dict[StrictStr, StrictStr] = Field(default_factory=dict, max_length=100)
+    resources: ResourcesSpec | None = None
+
+    @field_validator("additionalDNSEntries")
+    @classmethod
+    def _hosts_and_ips(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, address in v.items():
+            if not HOSTNAME.match(name):
+                raise ValueError(f"{name!r} is not a host name")
+            try:
+                ipaddress.ip_address(address)
+            except ValueError as exc:
+                raise ValueError(f"{address!r} (for {name}) is not an IP address") from exc
+        return v
 
     @field_validator("startIn")
     @classmethod
@@ -126,6 +151,10 @@ class JobSpec(BaseModel):
             timeout_s=min(math.ceil(self.timeout), int(timeout_hard_limit_s)) if self.timeout is not None else None,
             concurrency_policy=self.concurrencyPolicy,
             catch_up=self.catchUp,
+            extra_hosts=self.additionalDNSEntries,
+            resources=Resources(cpus=self.resources.cpus, memory_mb=self.resources.memoryMB)
+            if self.resources
+            else None,
         )
 
 

@@ -32,7 +32,7 @@ def serve(settings: Settings, stop: threading.Event) -> None:
         run_consumer(
             settings,
             group_id(settings, "recorder"),
-            [topics.jobs, topics.due, topics.executions, topics.heartbeats],
+            [topics.jobs, *topics.all_due, topics.executions, topics.heartbeats, topics.control],
             record,
             producer,
             stop,

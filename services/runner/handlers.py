@@ -8,8 +8,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.runner.runtime import ContainerRuntime, ContainerSpec, Interrupted, RuntimeFailure, split_command
-from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, ExecutionStatus, Message, utcnow
+from services.runner.runtime import (
+    LABEL,
+    ContainerRuntime,
+    ContainerSpec,
+    EngineUnavailable,
+    Interrupted,
+    RuntimeFailure,
+    split_command,
+)
+from shared.events import (
+    ExecutionDue,
+    ExecutionFinished,
+    ExecutionPulling,
+    ExecutionStarted,
+    ExecutionStatus,
+    Message,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +46,11 @@ def container_spec(due: ExecutionDue) -> ContainerSpec:
         labels={
             "fastlane.task-id": due.task_id,
             "fastlane.job-id": str(due.job_id),
-            "fastlane.execution-id": str(due.execution_id),
+            LABEL: str(due.execution_id),
         },
+        extra_hosts=dict(due.extra_hosts),
+        cpus=due.resources.cpus if due.resources else None,
+        memory_mb=due.resources.memory_mb if due.resources else None,
     )
 
 
@@ -78,12 +97,17 @@ def run_execution(
         publish(ExecutionFinished(**ids, status="stopped", error="stopped before it started", host=host))
         return
     try:
-        container_id = runtime.start(container_spec(due))
+        started = runtime.start(
+            container_spec(due), on_pull=lambda: publish(ExecutionPulling(**ids, host=host, image=due.image))
+        )
+    except EngineUnavailable:
+        raise  # not the job's fault: the caller hands the execution to another host
     except (RuntimeFailure, ValueError) as exc:
         log.warning("could not run", extra={"execution_id": str(due.execution_id), "error": str(exc)})
         publish(ExecutionFinished(**ids, status="failed", error=str(exc), host=host))
         return
-    started_at: datetime = utcnow()
+    container_id = started.container_id
+    started_at: datetime = started.started_at or utcnow()
     publish(ExecutionStarted(**ids, host=host, container_id=container_id, occurred_at=started_at))
     timeout = min(limits.hard_timeout_s if due.timeout_s is None else due.timeout_s, limits.hard_timeout_s)
     deadline = time.monotonic() + timeout

@@ -2,17 +2,26 @@
 
 import contextlib
 import shlex
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
+from docker.utils import parse_repository_tag
+
+LABEL = "fastlane.execution-id"
 
 
 class RuntimeFailure(Exception):
-    """The engine could not run the container (missing image, bad command, engine error)."""
+    """The engine could not run the container because of the job (missing image, bad command): it fails."""
+
+
+class EngineUnavailable(RuntimeFailure):
+    """The engine itself did not answer: not the job's fault, so the execution goes to another host."""
 
 
 class Interrupted(Exception):
@@ -28,10 +37,33 @@ class ContainerSpec:
     argv: list[str]
     envs: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    extra_hosts: dict[str, str] = field(default_factory=dict)
+    cpus: float | None = None
+    memory_mb: int | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """A started container; `started_at` is the engine's start time when an existing container was found."""
+
+    container_id: str
+    started_at: datetime | None = None
+
+
+PullPolicy = Literal["IfNotPresent", "Always"]
+
+
+def image_reference(image: str) -> tuple[str, str]:
+    """(repository, tag or digest) of an image name; no tag means `latest` (pulling a bare repository would
+    fetch every tag)."""
+    repository, tag = parse_repository_tag(image)
+    return repository, tag or "latest"
 
 
 class ContainerRuntime(Protocol):
-    def start(self, spec: ContainerSpec) -> str: ...
+    def start(self, spec: ContainerSpec, on_pull: Callable[[], None] = ...) -> Started:
+        """Create and start the container (`on_pull` is called before an image is fetched); an existing
+        container of that name is reused, started if it was only created."""
 
     def wait(self, container_id: str, seconds: float) -> int | None:
         """The exit code once the container has ended, or None if it still runs after `seconds`."""
@@ -48,46 +80,77 @@ def split_command(command: str) -> list[str]:
     return shlex.split(command)
 
 
+def _nothing() -> None:
+    return None
+
+
 class DockerRuntime:
     """Runs containers on one Docker engine via the docker SDK."""
 
-    def __init__(self, base_url: str = "") -> None:
-        self._client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+    def __init__(
+        self,
+        base_url: str = "",
+        pull_policy: PullPolicy = "IfNotPresent",
+        registry_auth: dict[str, dict[str, str]] | None = None,
+        tls: docker.tls.TLSConfig | None = None,
+    ) -> None:
+        self._client = docker.DockerClient(base_url=base_url, tls=tls or False) if base_url else docker.from_env()
+        self._pull_policy = pull_policy
+        self._registry_auth = registry_auth or {}
 
     def ping(self) -> bool:
-        return bool(self._client.ping())
-
-    def start(self, spec: ContainerSpec) -> str:
-        """Create and start the container; idempotent: an existing container of that name is reused."""
         try:
-            container = self._create(spec)
+            return bool(self._client.ping())
+        except (DockerException, requests.exceptions.RequestException) as exc:
+            raise EngineUnavailable(f"the Docker engine does not answer: {exc}") from exc
+
+    def start(self, spec: ContainerSpec, on_pull: Callable[[], None] = _nothing) -> Started:
+        try:
+            if self._pull_policy == "Always":
+                self._pull(spec.image, on_pull)
+            container, reused = self._create(spec, on_pull)
             if container.status == "created":
                 container.start()
-            return str(container.id)
+                return Started(str(container.id))
+            return Started(
+                str(container.id), _engine_time(container.attrs["State"].get("StartedAt")) if reused else None
+            )
         except APIError as exc:
             raise RuntimeFailure(_explain(exc)) from exc
-        except DockerException as exc:
-            raise RuntimeFailure(str(exc)) from exc
+        except (DockerException, requests.exceptions.RequestException) as exc:
+            raise EngineUnavailable(f"the Docker engine does not answer: {exc}") from exc
 
-    def _create(self, spec: ContainerSpec) -> Container:
+    def _pull(self, image: str, on_pull: Callable[[], None]) -> None:
+        on_pull()
+        repository, tag = image_reference(image)
+        registry = repository.split("/")[0] if "/" in repository else ""
+        auth = self._registry_auth.get(registry)
+        self._client.images.pull(repository, tag=tag, auth_config=auth)
+
+    def _create(self, spec: ContainerSpec, on_pull: Callable[[], None]) -> tuple[Container, bool]:
         """Create straight away (the common case costs one engine call); pull only when the image is missing,
         and fall back to the existing container when the name is taken (a redelivered execution)."""
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "command": spec.argv,
             "name": spec.name,
             "environment": spec.envs,
             "labels": spec.labels,
             "detach": True,
             "privileged": False,
+            "extra_hosts": spec.extra_hosts or None,
         }
+        if spec.cpus is not None:
+            kwargs["nano_cpus"] = int(spec.cpus * 1e9)
+        if spec.memory_mb is not None:
+            kwargs["mem_limit"] = f"{spec.memory_mb}m"
         try:
-            return self._client.containers.create(spec.image, **kwargs)
+            return self._client.containers.create(spec.image, **kwargs), False
         except ImageNotFound:
-            self._client.images.pull(spec.image)
-            return self._client.containers.create(spec.image, **kwargs)
+            self._pull(spec.image, on_pull)
+            return self._client.containers.create(spec.image, **kwargs), False
         except APIError as exc:
             if exc.status_code == 409:  # name conflict: this execution's container already exists
-                return self._client.containers.get(spec.name)
+                return self._client.containers.get(spec.name), True
             raise
 
     def wait(self, container_id: str, seconds: float) -> int | None:
@@ -108,6 +171,20 @@ class DockerRuntime:
     def remove(self, container_id: str) -> None:
         with contextlib.suppress(NotFound):
             self._client.api.remove_container(container_id, force=True)
+
+    def executions(self, all_states: bool = True) -> Iterator[tuple[str, str, str]]:
+        """(container id, execution id, state) of every fastlane container on this engine."""
+        for c in self._client.api.containers(all=all_states, filters={"label": LABEL}):
+            yield c["Id"], c["Labels"][LABEL], c["State"]
+
+
+def _engine_time(value: str | None) -> datetime | None:
+    """The engine's RFC 3339 times have nanoseconds; Python reads microseconds."""
+    if not value or value.startswith("0001-"):
+        return None
+    head, _, rest = value.partition(".")
+    fraction = "".join(ch for ch in rest if ch.isdigit())[:6]
+    return datetime.fromisoformat(f"{head}.{fraction or '0'}+00:00")
 
 
 def _explain(exc: APIError) -> str:

@@ -1,24 +1,31 @@
-"""The runner's wiring: consume ExecutionDue and run up to `max_running` containers at once."""
+"""The runner's wiring: consume its farm's ExecutionDue and run up to its capacity of containers at once."""
 
+import contextlib
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, timedelta
 
+import docker
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from pydantic import ValidationError
 
-from services.runner.handlers import Limits, run_execution
+from services.runner.breaker import Breaker
+from services.runner.handlers import Limits, container_name, run_execution
+from services.runner.ledger import Ledger
 from services.runner.offsets import OffsetTracker
-from services.runner.runtime import DockerRuntime, Interrupted
-from shared.events import ExecutionDue, RunnerHeartbeat, StopExecution, decode
+from services.runner.runtime import DockerRuntime, EngineUnavailable, Interrupted
+from shared.cassandra import connect
+from shared.events import ExecutionDue, ExecutionFinished, RunnerHeartbeat, StopExecution, decode, utcnow
 from shared.events import Message as EventMessage
 from shared.kafka import EventProducer, consumer_config, decode_or_park, is_record, retry_until_done
 from shared.lifecycle import prepare_backends
 from shared.settings import RunnerSettings
-from shared.topics import Topics, group_id
+from shared.topics import Topics, group_id, runner_group
 
 log = logging.getLogger("runner")
 RUNNER_VERSION = "0.1.0"
@@ -59,28 +66,52 @@ class StopRequests:
 
 
 class Runner:
-    """Poll loop: hands messages to worker threads, pauses at capacity, stores offsets in order as work ends."""
+    """Poll loop: claims each ExecutionDue, hands it to a worker thread, pauses at capacity, and takes no new
+    work while its host is blacklisted or its engine's circuit is open (it leaves the farm's consumer group,
+    so the farm's other runners take the partitions)."""
 
-    def __init__(self, settings: RunnerSettings, runtime: DockerRuntime, producer: EventProducer) -> None:
+    def __init__(
+        self, settings: RunnerSettings, runtime: DockerRuntime, producer: EventProducer, ledger: Ledger
+    ) -> None:
         self.settings = settings
+        self.host = settings.host_label
+        self.farm = settings.my_farm
+        self.capacity = settings.capacity
         self.topics = Topics.from_settings(settings)
+        self.due_topic = self.topics.farm_due[self.farm.name]
         self.runtime = runtime
         self.producer = producer
+        self.ledger = ledger
         self.tracker = OffsetTracker()
         self.finished: queue.SimpleQueue[tuple[str, int, int]] = queue.SimpleQueue()
-        self.pool = ThreadPoolExecutor(settings.max_running, thread_name_prefix="execution")
-        self.consumer = Consumer(consumer_config(settings, group_id(settings, "runner")))
+        self.pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="execution")
+        self.consumer = Consumer(consumer_config(settings, runner_group(settings, self.farm.name)))
         self.limits = Limits(settings.max_log_bytes, settings.timeout_hard_limit_s, settings.stop_grace_s)
         self.stops = StopRequests()
+        self.breaker = Breaker(settings.breaker_threshold, settings.breaker_open_s)
+        self.blacklisted = False
+        self.subscribed = False
+        self._held: set[uuid.UUID] = set()
+        self._held_lock = threading.Lock()
 
     def run(self, stop: threading.Event) -> None:
-        self.consumer.subscribe([self.topics.due], on_revoke=self._on_revoke, on_lost=self._on_revoke)
         listener = threading.Thread(target=self._listen_for_stops, args=(stop,), name="stop-listener", daemon=True)
         listener.start()
-        threading.Thread(target=self._heartbeat, args=(stop,), name="heartbeat", daemon=True).start()
+        self._adopt(stop)
+        threading.Thread(target=self._watch, args=(stop,), name="watch", daemon=True).start()
         try:
             while not stop.is_set():
                 self._store_finished()
+                accepting = not self.blacklisted and self.breaker.allows_work()
+                if accepting and not self.subscribed:
+                    log.info("taking work", extra={"host": self.host, "farm": self.farm.name})
+                    self.consumer.subscribe([self.due_topic], on_revoke=self._on_revoke, on_lost=self._on_revoke)
+                    self.subscribed = True
+                elif not accepting and self.subscribed:
+                    self._leave(stop)
+                if not self.subscribed:
+                    stop.wait(0.2)
+                    continue
                 self._apply_capacity()
                 msg = self.consumer.poll(0.2)
                 if is_record(msg):
@@ -91,6 +122,43 @@ class Runner:
             self._store_finished()
             self.consumer.close()
 
+    def _leave(self, stop: threading.Event) -> None:
+        """Stop taking work: let the messages being claimed be acknowledged, then leave the group (running
+        containers go on and are reported; their messages are acknowledged already)."""
+        reason = "blacklisted" if self.blacklisted else f"circuit {self.breaker.state}"
+        log.warning("taking no new work", extra={"host": self.host, "reason": reason})
+        deadline = time.monotonic() + 30
+        while self.tracker.inflight() and time.monotonic() < deadline and not stop.is_set():
+            self._store_finished()
+            time.sleep(0.05)
+        self._store_finished()
+        with contextlib.suppress(KafkaException):
+            self.consumer.commit(asynchronous=False)
+        self.consumer.unsubscribe()
+        self.subscribed = False
+
+    def _adopt(self, stop: threading.Event) -> None:
+        """After a restart: take up what this host held. Containers still running are followed, ended ones
+        reported (exit code, logs), ones never created are started; executions a farm peer declared lost
+        while this runner was away are dropped (their containers removed)."""
+        for due in self.ledger.held(self.host):
+            if self.ledger.owner(due.execution_id) != self.host:
+                log.warning("dropping an execution taken from this host", extra={"execution_id": str(due.execution_id)})
+                self.runtime.remove(container_name(due))
+                self.ledger.done(due.execution_id, self.host)
+                continue
+            log.info("taking up an execution after a restart", extra={"execution_id": str(due.execution_id)})
+            self._hold(due.execution_id)
+            self.pool.submit(self._work, due, None, stop)
+
+    def _hold(self, execution_id: uuid.UUID) -> None:
+        with self._held_lock:
+            self._held.add(execution_id)
+
+    def running(self) -> int:
+        with self._held_lock:
+            return len(self._held)
+
     def _dispatch(self, msg: Message, stop: threading.Event) -> None:
         partition = (msg.topic() or "", msg.partition() or 0)
         offset = msg.offset() or 0
@@ -99,39 +167,83 @@ class Runner:
         if not isinstance(event, ExecutionDue):
             self.finished.put((*partition, offset))
             return
-        self.pool.submit(self._work, event, partition, offset, stop)
+        self._hold(event.execution_id)
+        self.pool.submit(self._work, event, (*partition, offset), stop)
 
-    def _work(self, due: ExecutionDue, partition: tuple[str, int], offset: int, stop: threading.Event) -> None:
-        """Run one execution; failures (engine or broker trouble) are retried, which is safe because the
-        container is found again by name. Only a stop leaves the message unacknowledged."""
-
-        cancel = self.stops.track(due.execution_id)
-
-        def attempt() -> None:
-            run_execution(due, self.runtime, self._publish, self.settings.host_label, self.limits, stop, cancel)
-
-        context = {"execution_id": str(due.execution_id), "offset": offset}
+    def _work(self, due: ExecutionDue, message: tuple[str, int, int] | None, stop: threading.Event) -> None:
+        """Claim (unless taken up after a restart), acknowledge, run to the end. Failures of the broker or
+        Cassandra are retried (safe: the claim and the container are found again); an engine that does not
+        answer hands the execution back to the farm."""
+        eid = due.execution_id
+        context: dict[str, object] = {"execution_id": str(eid)}
+        cancel = self.stops.track(eid)
         try:
-            if not retry_until_done(attempt, stop, context, give_up_on=(Interrupted,)):
-                return
-        except Interrupted:
-            log.info("left running for a later runner", extra={"execution_id": str(due.execution_id)})
-            return
-        finally:
-            self.stops.untrack(due.execution_id)
-        self.finished.put((*partition, offset))
+            if message is not None:
+                owner: list[str] = []
+                if not retry_until_done(lambda: owner.append(self.ledger.claim(due, self.host)), stop, context):
+                    return
+                self.finished.put(message)  # claimed (or someone else's): the message is done with
+                if owner[-1] != self.host:
+                    log.info("already run by another host", extra={**context, "owner": owner[-1]})
+                    return
 
-    def _heartbeat(self, stop: threading.Event) -> None:
-        """Report the host every few seconds: /status is built from these."""
-        while not stop.is_set():
+            def attempt() -> None:
+                run_execution(due, self.runtime, self._publish, self.host, self.limits, stop, cancel)
+
             try:
-                engine_ok, error = self.runtime.ping(), None
-            except Exception as exc:
+                if not retry_until_done(attempt, stop, context, give_up_on=(Interrupted, EngineUnavailable)):
+                    return
+            except Interrupted:
+                log.info("left running; taken up again when this runner restarts", extra=context)
+                return
+            except EngineUnavailable as exc:
+                self._hand_back(due, str(exc), stop)
+                return
+            self.breaker.success()
+            retry_until_done(lambda: self.ledger.done(eid, self.host), stop, context)
+        finally:
+            self.stops.untrack(eid)
+            with self._held_lock:
+                self._held.discard(eid)
+
+    def _hand_back(self, due: ExecutionDue, error: str, stop: threading.Event) -> None:
+        """The engine failed before the container ran: release the claim and put the execution back on the
+        farm's topic, for a runner whose engine answers (this one takes none while its circuit is open)."""
+        self.breaker.failure()
+        log.warning(
+            "engine failed; handing the execution back", extra={"execution_id": str(due.execution_id), "error": error}
+        )
+
+        def give_back() -> None:
+            self.ledger.release(due.execution_id, self.host)
+            self.producer.publish(self.due_topic, due)
+
+        context: dict[str, object] = {"execution_id": str(due.execution_id)}
+        retry_until_done(give_back, stop, context)
+
+    def _watch(self, stop: threading.Event) -> None:
+        """Every heartbeat interval: probe the engine (feeds the breaker), read the blacklist, fail the
+        executions of lost farm peers, and report this host."""
+        while not stop.is_set():
+            engine_ok, error = True, None
+            try:
+                self.runtime.ping()
+                if self.breaker.state != "open":
+                    self.breaker.success()
+            except EngineUnavailable as exc:
                 engine_ok, error = False, str(exc)
+                self.breaker.failure()
+            try:
+                self.blacklisted = self.ledger.blacklisted(self.host)
+                self._reap_lost_hosts()
+            except Exception as exc:
+                log.warning("ledger unavailable", extra={"error": str(exc)})
             beat = RunnerHeartbeat(
-                host=self.settings.host_label,
-                capacity=self.settings.max_running,
-                running=self.stops.active(),
+                host=self.host,
+                farm=self.farm.name,
+                capacity=self.capacity,
+                running=self.running(),
+                circuit=self.breaker.state,
                 engine_ok=engine_ok,
                 error=error,
                 runner_version=RUNNER_VERSION,
@@ -141,6 +253,32 @@ class Runner:
             except KafkaException as exc:
                 log.warning("heartbeat not sent", extra={"error": str(exc)})
             stop.wait(self.settings.heartbeat_interval_s)
+
+    def _reap_lost_hosts(self) -> None:
+        lost_before = utcnow() - timedelta(seconds=self.settings.host_lost_after_s)
+        for peer in self.farm.hosts:
+            if peer == self.host:
+                continue
+            seen = self.ledger.last_seen(peer)
+            if seen is None or seen.replace(tzinfo=UTC) >= lost_before:
+                continue
+            for due in self.ledger.held(peer):
+                if self.ledger.take_from_lost(due.execution_id, peer):
+                    error = f"host {peer} lost: no heartbeat since {seen.replace(tzinfo=UTC).isoformat()}"
+                    log.warning(
+                        "failing an execution of a lost host",
+                        extra={"execution_id": str(due.execution_id), "host": peer},
+                    )
+                    self._publish(
+                        ExecutionFinished(
+                            task_id=due.task_id,
+                            job_id=due.job_id,
+                            execution_id=due.execution_id,
+                            status="failed",
+                            error=error,
+                            host=peer,
+                        )
+                    )
 
     def _listen_for_stops(self, stop: threading.Event) -> None:
         """Every runner reads every StopExecution (a group of its own, from the latest message on)."""
@@ -184,7 +322,7 @@ class Runner:
         assignment = self.consumer.assignment()
         if not assignment:
             return
-        if self.tracker.inflight() >= self.settings.max_running:
+        if self.running() >= self.capacity:
             self.consumer.pause(assignment)
         else:
             self.consumer.resume(assignment)
@@ -193,14 +331,26 @@ class Runner:
         self.tracker.forget([(p.topic, p.partition) for p in partitions])
 
 
+def docker_tls(settings: RunnerSettings) -> docker.tls.TLSConfig | None:
+    if not settings.docker_tls_cert:
+        return None
+    return docker.tls.TLSConfig(
+        client_cert=(settings.docker_tls_cert, settings.docker_tls_key),
+        ca_cert=settings.docker_tls_ca or None,
+        verify=bool(settings.docker_tls_ca),
+    )
+
+
 def serve(settings: RunnerSettings, stop: threading.Event) -> None:
     prepare_backends(settings)
-    runtime = DockerRuntime(settings.docker_host)
-    runtime.ping()
+    runtime = DockerRuntime(settings.docker_host, settings.pull_policy, settings.registry_auth, docker_tls(settings))
     producer = EventProducer(settings)
-    log.info("runner started", extra={"host": settings.host_label, "max_running": settings.max_running})
+    cluster, session = connect(settings)
+    runner = Runner(settings, runtime, producer, Ledger(session, settings.keyspace))
+    log.info("runner started", extra={"host": runner.host, "farm": runner.farm.name, "capacity": runner.capacity})
     try:
-        Runner(settings, runtime, producer).run(stop)
+        runner.run(stop)
     finally:
         producer.close()
+        cluster.shutdown()
         log.info("runner stopped")

@@ -58,6 +58,8 @@ def execution_due(state: JobState, execution_id: uuid.UUID, attempt: int, at: da
         attempt=attempt,
         expiration=d.expiration,
         timeout_s=d.timeout_s,
+        extra_hosts=d.extra_hosts,
+        resources=d.resources,
     )
 
 

@@ -24,7 +24,7 @@ def spec(*argv: str, image: str = TEST_IMAGE) -> ContainerSpec:
 
 
 def run_to_end(runtime: DockerRuntime, s: ContainerSpec) -> tuple[int, bytes, bytes]:
-    cid = runtime.start(s)
+    cid = runtime.start(s).container_id
     try:
         code = runtime.wait(cid, 30)
         assert code is not None
@@ -54,9 +54,9 @@ def test_a_missing_image_fails_with_the_registry_message(runtime: DockerRuntime)
 
 def test_starting_the_same_execution_twice_reuses_its_container(runtime: DockerRuntime) -> None:
     s = spec("sleep", "1")
-    first = runtime.start(s)
+    first = runtime.start(s).container_id
     try:
-        assert runtime.start(s) == first
+        assert runtime.start(s).container_id == first
         assert runtime.wait(first, 30) == 0
     finally:
         runtime.remove(first)
@@ -73,7 +73,7 @@ def test_the_runner_service_runs_due_executions(backends: RunnerSettings) -> Non
     ]
     for d in dues:
         producer.publish(topics.due, d)
-    thread, stop = start_thread(serve, backends)
+    thread, stop = start_thread(serve, backends.model_copy(update={"host_name": f"itest-{uuid.uuid4().hex[:6]}"}))
     try:
 
         def finished() -> dict[uuid.UUID, ExecutionFinished] | None:
@@ -97,7 +97,7 @@ def test_the_runner_service_runs_due_executions(backends: RunnerSettings) -> Non
 
 def test_stop_ends_a_running_container(runtime: DockerRuntime) -> None:
     s = spec("sleep", "60")
-    cid = runtime.start(s)
+    cid = runtime.start(s).container_id
     try:
         assert runtime.wait(cid, 0.5) is None  # still running
         runtime.stop(cid, 1)

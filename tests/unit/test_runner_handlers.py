@@ -1,10 +1,11 @@
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from services.runner.handlers import Limits, clip, container_spec, run_execution
-from services.runner.runtime import ContainerSpec, RuntimeFailure
+from services.runner.runtime import ContainerSpec, RuntimeFailure, Started
 from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, Message, new_execution_id, utcnow
 
 
@@ -26,11 +27,11 @@ class FakeRuntime:
         self.stopped: list[float] = []
         self.on_wait: list[object] = []
 
-    def start(self, spec: ContainerSpec) -> str:
+    def start(self, spec: ContainerSpec, on_pull: Callable[[], None] = lambda: None) -> Started:
         if self.fail:
             raise RuntimeFailure(self.fail)
         self.started.append(spec)
-        return "cid-1"
+        return Started("cid-1")
 
     def wait(self, container_id: str, seconds: float) -> int | None:
         for hook in self.on_wait:
