@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := python3 -m uv
 PY := .venv/bin/python
 
-.PHONY: run test test-unit lint clean stop provision deps bench
+.PHONY: run test test-unit lint clean stop provision deps bench prune
 
 deps: .venv/.synced
 
@@ -44,6 +44,11 @@ bench: provision
 	@deploy/scripts/kafka.sh start
 	@deploy/scripts/cassandra.sh start
 	$(PY) bench/latency.py
+	$(PY) bench/makespan.py
+
+# Removes ended fastlane containers no execution needs from the runner's Docker host (FASTLANE_* settings).
+prune: deps
+	$(PY) -m services.runner.prune
 
 # Stops the Kafka and Cassandra that `make test` started in the background.
 stop:

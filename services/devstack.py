@@ -25,7 +25,15 @@ def free_port() -> int:
 class DevStack:
     """Context manager: the services up and the API answering on entry; SIGTERM to all on exit."""
 
-    def __init__(self, topic_prefix: str, keyspace: str, log_dir: Path, max_running: int = 4, **env: str) -> None:
+    def __init__(
+        self,
+        topic_prefix: str,
+        keyspace: str,
+        log_dir: Path,
+        max_running: int | None = 4,
+        services: tuple[str, ...] = SERVICES,
+        **env: str,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_dir = log_dir
@@ -35,10 +43,11 @@ class DevStack:
                 "FASTLANE_TOPIC_PREFIX": topic_prefix,
                 "FASTLANE_KEYSPACE": keyspace,
                 "FASTLANE_API_PORT": str(self.port),
-                "FASTLANE_MAX_RUNNING": str(max_running),
             }
+            | ({"FASTLANE_MAX_RUNNING": str(max_running)} if max_running else {})
             | env
         )
+        self.services = services
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
@@ -69,7 +78,7 @@ class DevStack:
 
     def __enter__(self) -> "DevStack":
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for name in SERVICES:
+        for name in self.services:
             self.start(name)
         try:
             self.wait_until_ready(timeout=120)

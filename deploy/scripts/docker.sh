@@ -23,6 +23,7 @@ if ! docker info >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || die "no Docker engine answers and we are not root: start dockerd or set DOCKER_HOST"
   log "starting dockerd (log: $LOGS/dockerd.log)"
   setsid nohup dockerd >"$LOGS/dockerd.log" 2>&1 < /dev/null &
-  wait_for "dockerd" 60 docker info
+  engine_up() { docker info >/dev/null 2>&1; }
+  wait_for "dockerd" 60 engine_up
 fi
 log "docker engine ready"

@@ -34,13 +34,18 @@ class Ledger:
         self._last_seen = session.prepare(f"SELECT last_seen FROM {ks}.hosts WHERE host = ?")
         self._blacklisted = session.prepare(f"SELECT host FROM {ks}.blacklist WHERE host = ?")
 
-    def claim(self, due: ExecutionDue, host: str) -> str:
-        """Claim `due` for `host` and record it as held; returns the owner (another host when it had it)."""
+    def claim(self, due: ExecutionDue, host: str) -> tuple[str, bool]:
+        """Record `due` as held by `host`, then claim it; returns (owner, whether this call claimed it).
+
+        The record comes first so that a crash right after the claim still leaves it to the restarted
+        runner; it is dropped again when another host owns the execution.
+        """
+        self._session.execute(self._hold, (host, due.execution_id, due.model_dump_json()))
         result = self._session.execute(self._claim, (due.execution_id, host)).one()
         owner = host if result.applied else str(result.host)
-        if owner == host:
-            self._session.execute(self._hold, (host, due.execution_id, due.model_dump_json()))
-        return owner
+        if owner != host:
+            self._session.execute(self._drop, (host, due.execution_id))
+        return owner, bool(result.applied)
 
     def owner(self, execution_id: uuid.UUID) -> str | None:
         row = self._session.execute(self._owner, (execution_id,)).one()

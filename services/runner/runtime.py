@@ -172,6 +172,12 @@ class DockerRuntime:
         with contextlib.suppress(NotFound):
             self._client.api.remove_container(container_id, force=True)
 
+    def finished_at(self, container_id: str) -> datetime | None:
+        try:
+            return _engine_time(self._client.api.inspect_container(container_id)["State"].get("FinishedAt"))
+        except NotFound:
+            return None
+
     def executions(self, all_states: bool = True) -> Iterator[tuple[str, str, str]]:
         """(container id, execution id, state) of every fastlane container on this engine."""
         for c in self._client.api.containers(all=all_states, filters={"label": LABEL}):

@@ -151,9 +151,13 @@ class Runner:
             self._hold(due.execution_id)
             self.pool.submit(self._work, due, None, stop)
 
-    def _hold(self, execution_id: uuid.UUID) -> None:
+    def _hold(self, execution_id: uuid.UUID) -> bool:
+        """Note that this runner has the execution in hand; False when it had it already."""
         with self._held_lock:
+            if execution_id in self._held:
+                return False
             self._held.add(execution_id)
+            return True
 
     def running(self) -> int:
         with self._held_lock:
@@ -167,7 +171,9 @@ class Runner:
         if not isinstance(event, ExecutionDue):
             self.finished.put((*partition, offset))
             return
-        self._hold(event.execution_id)
+        if not self._hold(event.execution_id):  # delivered again while this runner still has it
+            self.finished.put((*partition, offset))
+            return
         self.pool.submit(self._work, event, (*partition, offset), stop)
 
     def _work(self, due: ExecutionDue, message: tuple[str, int, int] | None, stop: threading.Event) -> None:
@@ -179,12 +185,16 @@ class Runner:
         cancel = self.stops.track(eid)
         try:
             if message is not None:
-                owner: list[str] = []
-                if not retry_until_done(lambda: owner.append(self.ledger.claim(due, self.host)), stop, context):
+                claims: list[tuple[str, bool]] = []
+                if not retry_until_done(lambda: claims.append(self.ledger.claim(due, self.host)), stop, context):
                     return
                 self.finished.put(message)  # claimed (or someone else's): the message is done with
-                if owner[-1] != self.host:
-                    log.info("already run by another host", extra={**context, "owner": owner[-1]})
+                owner, claimed = claims[-1]
+                if not claimed:
+                    # Another host runs it, or this host ran it already (a redelivery after a restart).
+                    log.info("already claimed; not run again", extra={**context, "owner": owner})
+                    if owner == self.host:
+                        retry_until_done(lambda: self.ledger.done(eid, self.host), stop, context)
                     return
 
             def attempt() -> None:

@@ -1,0 +1,94 @@
+"""Throughput of one Docker host: 40 trivial jobs through fastlane with maxRunning 4 against 40
+`docker run --rm` at concurrency 4 on the same engine. Makespan = first request to last execution finished.
+
+Needs Kafka and Cassandra answering (`make bench` starts them); starts its own services on a private topic
+prefix and keyspace. Bounded: a fixed number of jobs per round and of rounds, then it stops.
+
+    .venv/bin/python bench/makespan.py [--jobs 40] [--concurrency 4] [--rounds 3] [--image fastlane-test:latest]
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.devstack import DevStack
+from shared.lifecycle import prepare_backends
+from shared.settings import Settings
+
+
+def docker_makespan(jobs: int, concurrency: int, image: str, command: str) -> float:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        runs = [
+            pool.submit(
+                subprocess.run, ["docker", "run", "--rm", image, *command.split()], check=True, capture_output=True
+            )
+            for _ in range(jobs)
+        ]
+        for run in runs:
+            run.result()
+    return time.perf_counter() - start
+
+
+def fastlane_makespan(client: httpx.Client, jobs: int, image: str, command: str) -> float:
+    started = time.time()
+    urls = []
+    for _ in range(jobs):
+        response = client.post(
+            f"/tasks/bench-makespan-{uuid.uuid4().hex[:6]}", json={"image": image, "command": command}
+        )
+        response.raise_for_status()
+        urls.append(response.json()["executionUrl"])
+    finished: list[float] = []
+    deadline = time.time() + 600
+    for url in urls:
+        while time.time() < deadline:
+            execution = client.get(url).json()["execution"]
+            if execution["status"] in ("done", "failed"):
+                assert execution["status"] == "done", execution
+                finished.append(datetime.fromisoformat(execution["finishedAt"]).timestamp())
+                break
+            time.sleep(0.02)
+    assert len(finished) == jobs, "not every job finished within 10 minutes"
+    return max(finished) - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--image", default="fastlane-test:latest")
+    parser.add_argument("--command", default="true")
+    args = parser.parse_args()
+
+    run_id = uuid.uuid4().hex[:8]
+    settings = Settings(topic_prefix=f"bench.{run_id}.", keyspace=f"bench_{run_id}")
+    prepare_backends(settings)
+    with tempfile.TemporaryDirectory() as logs:
+        stack = DevStack(settings.topic_prefix, settings.keyspace, Path(logs), max_running=args.concurrency)
+        with stack, httpx.Client(base_url=stack.url, timeout=10) as client:
+            fastlane_makespan(client, args.concurrency, args.image, args.command)  # warm-up
+            docker_makespan(args.concurrency, args.concurrency, args.image, args.command)
+            ratios = []
+            for n in range(args.rounds):
+                plain = docker_makespan(args.jobs, args.concurrency, args.image, args.command)
+                ours = fastlane_makespan(client, args.jobs, args.image, args.command)
+                ratios.append(ours / plain)
+                print(f"round {n + 1}: docker run {plain:5.1f} s   fastlane {ours:5.1f} s   ratio {ours / plain:4.2f}x")
+            print(f"median ratio {statistics.median(ratios):.2f}x (target 1.10x)")
+
+
+if __name__ == "__main__":
+    main()
