@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from services.runner.breaker import Breaker
 from services.runner.handlers import Limits, container_name, run_execution
-from services.runner.ledger import Ledger
+from services.runner.ledger import LOST, Ledger
 from services.runner.offsets import OffsetTracker
 from services.runner.runtime import DockerRuntime, EngineUnavailable, Interrupted
 from shared.cassandra import connect
@@ -141,7 +141,9 @@ class Runner:
         """After a restart: take up what this host held. Containers still running are followed, ended ones
         reported (exit code, logs), ones never created are started; executions a farm peer declared lost
         while this runner was away are dropped (their containers removed)."""
-        for due in self.ledger.held(self.host):
+        held = self.ledger.held(self.host)
+        self._remove_orphans({due.execution_id for due in held})
+        for due in held:
             if self.ledger.owner(due.execution_id) != self.host:
                 log.warning("dropping an execution taken from this host", extra={"execution_id": str(due.execution_id)})
                 self.runtime.remove(container_name(due))
@@ -150,6 +152,19 @@ class Runner:
             log.info("taking up an execution after a restart", extra={"execution_id": str(due.execution_id)})
             self._hold(due.execution_id)
             self.pool.submit(self._work, due, None, stop)
+
+    def _remove_orphans(self, held: set[uuid.UUID]) -> None:
+        """Containers of this host's executions that nothing holds any more: reported already (a crash came
+        between the report and the removal) or taken away while this host was lost. Containers of other
+        runners sharing the engine are left alone."""
+        for container_id, execution_id, _state in self.runtime.executions():
+            eid = uuid.UUID(execution_id)
+            if eid in held:
+                continue
+            owner = self.ledger.owner(eid)
+            if owner in (self.host, LOST + self.host):
+                log.info("removing an orphan container", extra={"execution_id": execution_id, "owner": owner})
+                self.runtime.remove(container_id)
 
     def _hold(self, execution_id: uuid.UUID) -> bool:
         """Note that this runner has the execution in hand; False when it had it already."""
