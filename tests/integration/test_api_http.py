@@ -155,3 +155,11 @@ def test_tasks_listed_before_the_copied_columns_existed_still_show_them(
     assert item["taskId"] == task
     assert item["jobsCount"] == 2
     assert item["lastModifiedAt"] == created.isoformat()
+
+
+def test_a_task_no_farm_takes_is_refused(backends: ApiSettings) -> None:
+    farms = [{"match": "billing-", "hosts": ["h1"], "maxRunning": 1}]
+    with api_client(backends, farms=farms) as c:
+        refused = c.post("/tasks/reports-1", json={"image": "i", "command": "c"})
+        assert refused.status_code == 400 and "no farm takes task 'reports-1'" in refused.json()["error"]
+        assert c.post("/tasks/billing-1", json={"image": "i", "command": "c"}).status_code == 200

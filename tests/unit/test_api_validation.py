@@ -34,6 +34,12 @@ def test_a_minimal_job_parses() -> None:
         (b'{"image": "busybox", "command": "echo", "metadata": "x"}', "metadata"),
         (b'{"image": "busybox", "command": "echo", "webhooks": {}}', "not supported yet by this server: webhooks"),
         (b'{"image": "i", "command": "c", "startIn": "5 minutes"}', "not a duration"),
+        (b'{"image": "i", "command": "c", "additionalDNSEntries": {"db": "not-an-ip"}}', "is not an IP address"),
+        (b'{"image": "i", "command": "c", "additionalDNSEntries": {"bad host": "10.0.0.1"}}', "is not a host name"),
+        (b'{"image": "i", "command": "c", "additionalDNSEntries": ["x"]}', "additionalDNSEntries"),
+        (b'{"image": "i", "command": "c", "resources": {"cpus": 0}}', "resources.cpus"),
+        (b'{"image": "i", "command": "c", "resources": {"memoryMB": 1}}', "resources.memoryMB"),
+        (b'{"image": "i", "command": "c", "resources": {"gpus": 1}}', "resources.gpus"),
         (b'{"image": "i", "command": "c", "startIn": 5}', "startIn"),
         (b'{"image": "i", "command": "c", "startAt": "tomorrow"}', "startAt"),
         (b'{"image": "i", "command": "c", "cron": "* * *"}', "5-field cron"),
@@ -103,3 +109,14 @@ def test_cron_with_policies() -> None:
 def test_timeouts_are_capped_by_the_hard_limit() -> None:
     assert parse_job_spec(b'{"image": "i", "command": "c", "timeout": 99999}').definition(NOW, 1800).timeout_s == 1800
     assert parse_job_spec(b'{"image": "i", "command": "c", "timeout": 2.5}').definition(NOW, 1800).timeout_s == 3
+
+
+def test_extra_hosts_and_resources_reach_the_definition() -> None:
+    spec = parse_job_spec(
+        b'{"image": "i", "command": "c", "additionalDNSEntries": {"db.internal": "10.1.2.3"},'
+        b' "resources": {"cpus": 0.5, "memoryMB": 256}}'
+    )
+    definition = spec.definition(NOW, 1800)
+    assert definition.extra_hosts == {"db.internal": "10.1.2.3"}
+    assert definition.resources is not None
+    assert (definition.resources.cpus, definition.resources.memory_mb) == (0.5, 256)

@@ -25,7 +25,9 @@ def test_every_example_in_the_event_docs_is_a_valid_event() -> None:
         "ExecutionStopRequested",
         "ExecutionDue",
         "StopExecution",
+        "ExecutionPulling",
         "ExecutionStarted",
         "ExecutionFinished",
         "RunnerHeartbeat",
+        "HostBlacklisted",
     }
