@@ -97,7 +97,8 @@ class Runner:
     def run(self, stop: threading.Event) -> None:
         listener = threading.Thread(target=self._listen_for_stops, args=(stop,), name="stop-listener", daemon=True)
         listener.start()
-        self._adopt(stop)
+        adopt_context: dict[str, object] = {"step": "taking up what this host held"}
+        retry_until_done(lambda: self._adopt(stop), stop, adopt_context)  # waits for the engine and Cassandra
         threading.Thread(target=self._watch, args=(stop,), name="watch", daemon=True).start()
         try:
             while not stop.is_set():
@@ -149,8 +150,9 @@ class Runner:
                 self.runtime.remove(container_name(due))
                 self.ledger.done(due.execution_id, self.host)
                 continue
+            if not self._hold(due.execution_id):
+                continue  # taken up already, by an earlier attempt of this step
             log.info("taking up an execution after a restart", extra={"execution_id": str(due.execution_id)})
-            self._hold(due.execution_id)
             self.pool.submit(self._work, due, None, stop)
 
     def _remove_orphans(self, held: set[uuid.UUID]) -> None:
