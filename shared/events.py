@@ -210,16 +210,25 @@ class ExecutionFinished(Message):
     started_at: datetime | None = None
 
 
-class RunnerHeartbeat(BaseModel):
-    """A runner's periodic report on its Docker host (topic `heartbeats`, keyed by host)."""
+class HostEvent(BaseModel):
+    """Fields of the messages about a Docker host rather than a job: keyed by host, no job ids."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    type: Literal["RunnerHeartbeat"] = "RunnerHeartbeat"
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     version: int = SCHEMA_VERSION
     occurred_at: datetime = Field(default_factory=utcnow)
     host: str
+
+    @property
+    def key(self) -> bytes:
+        return self.host.encode()
+
+
+class RunnerHeartbeat(HostEvent):
+    """A runner's periodic report on its Docker host (topic `heartbeats`, keyed by host)."""
+
+    type: Literal["RunnerHeartbeat"] = "RunnerHeartbeat"
     capacity: int
     running: int
     circuit: Literal["closed", "open", "half-open"] = "closed"
@@ -228,26 +237,12 @@ class RunnerHeartbeat(BaseModel):
     runner_version: str = ""
     farm: str = ""
 
-    @property
-    def key(self) -> bytes:
-        return self.host.encode()
 
-
-class HostBlacklisted(BaseModel):
+class HostBlacklisted(HostEvent):
     """An operator took a Docker host out of rotation (`blacklisted`) or put it back (topic `control`)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
     type: Literal["HostBlacklisted"] = "HostBlacklisted"
-    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    version: int = SCHEMA_VERSION
-    occurred_at: datetime = Field(default_factory=utcnow)
-    host: str
     blacklisted: bool
-
-    @property
-    def key(self) -> bytes:
-        return self.host.encode()
 
 
 Command = JobRequested | JobUpdated | JobStopRequested | JobRetryRequested | ExecutionStopRequested
@@ -270,7 +265,7 @@ Event = Annotated[
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 
-def encode(event: Message | RunnerHeartbeat | HostBlacklisted) -> bytes:
+def encode(event: Message | HostEvent) -> bytes:
     return event.model_dump_json().encode()
 
 

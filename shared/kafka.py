@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_not_exception_type, wait_exponential
 
-from shared.events import Event, HostBlacklisted, RunnerHeartbeat, decode, encode
+from shared.events import Event, HostEvent, decode, encode
 from shared.events import Message as EventMessage
 from shared.net import wait_for_port
 from shared.settings import Settings
@@ -79,9 +79,7 @@ class EventProducer:
             }
         )
 
-    def publish(
-        self, topic: str, event: EventMessage | RunnerHeartbeat | HostBlacklisted, timeout: float = 10.0
-    ) -> None:
+    def publish(self, topic: str, event: EventMessage | HostEvent, timeout: float = 10.0) -> None:
         """Send and wait for the broker's acknowledgement; raises KafkaException when it did not come."""
         errors: list[KafkaError] = []
 

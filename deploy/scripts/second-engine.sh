@@ -6,6 +6,7 @@
 source "$(dirname "$0")/common.sh"
 SOCK="$RUNDIR/docker2.sock"
 PIDFILE="$RUNDIR/docker2.pid"
+EXECROOT="$RUNDIR/docker2-exec"  # per checkout: two clones' engines must not share containerd's state
 D2=(docker -H "unix://$SOCK")
 up() { "${D2[@]}" info >/dev/null 2>&1; }
 
@@ -13,14 +14,14 @@ case "${1:-start}" in
   start)
     if ! up; then
       [ "$(id -u)" = 0 ] || die "a second dockerd needs root"
-      mkdir -p "$DATA/docker2" "/run/fastlane-docker2"
+      mkdir -p "$DATA/docker2" "$EXECROOT"
       rm -f "$SOCK" "$PIDFILE"
       if ! ip link show fl2br0 >/dev/null 2>&1; then
         ip link add fl2br0 type bridge
         ip addr add 172.30.99.1/24 dev fl2br0
         ip link set fl2br0 up
       fi
-      setsid nohup dockerd -H "unix://$SOCK" --data-root "$DATA/docker2" --exec-root /run/fastlane-docker2 \
+      setsid nohup dockerd -H "unix://$SOCK" --data-root "$DATA/docker2" --exec-root "$EXECROOT" \
         --pidfile "$PIDFILE" --bridge fl2br0 --iptables=false --ip6tables=false \
         >"$LOGS/dockerd2.log" 2>&1 </dev/null &
       wait_for "second dockerd" 60 up

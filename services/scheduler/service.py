@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from services.scheduler.handlers import Decision, Output, Policy, fire_due_timers, handle
 from services.scheduler.state import JobState
-from shared.events import HostBlacklisted, RetryBackoff, RunnerHeartbeat, StopExecution, decode, encode, utcnow
+from shared.events import HostEvent, RetryBackoff, StopExecution, decode, encode, utcnow
 from shared.kafka import PARTITIONER, dead_letter_headers, is_record
 from shared.lifecycle import prepare_backends
 from shared.settings import SchedulerSettings
@@ -163,7 +163,7 @@ class Scheduler:
             except ValidationError:
                 parked.append(msg)
                 continue
-            if isinstance(event, RunnerHeartbeat | HostBlacklisted):
+            if isinstance(event, HostEvent):
                 continue  # not on the scheduler's topics; nothing to decide
             partition = msg.partition() or 0
             decision = handle(self._state(partition, event.job_id, changed), event, now, self.policy)

@@ -108,7 +108,7 @@ def farms(backends: Settings, tmp_path_factory: pytest.TempPathFactory, cassandr
         for name in list(stack.procs):
             print(f"--- {name} ---\n{stack.log_tail(name, 3000)}")
         assert not killed, f"did not stop within 30 s of SIGTERM: {killed}"
-    script("second-engine.sh", "start", TEST_IMAGE)  # a test stops it; leave it as found
+    script("second-engine.sh", "stop")  # no engine left behind for the next checkout's tests
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     for future in admin.delete_topics(Topics.from_settings(settings).all()).values():
         future.exception()
