@@ -284,25 +284,12 @@ def test_a_blacklisted_host_takes_no_new_work_until_put_back(farms: Farms) -> No
     assert farms.client.post("/docker-executor/blacklist", json={"host": " "}).status_code == 400
 
 
-def test_the_circuit_opens_when_an_engine_stops_and_closes_when_it_is_back(farms: Farms) -> None:
-    script("second-engine.sh", "stop")
-    try:
-        eventually(lambda: farms.hosts()["e2"]["circuit"] == "open", timeout=30, what="e2's circuit to open")
-        assert farms.hosts()["e2"]["available"] is False
-        jobs = [post_job(farms.client, "true", task=farms.task("alpha")) for _ in range(6)]
-        for job in jobs:
-            wait_status(farms.client, job["executionUrl"], {"done"}, timeout=60)
-        assert {farms.host_of(j["executionUrl"]) for j in jobs} == {"e1"}
-    finally:
-        script("second-engine.sh", "start", TEST_IMAGE)
-    eventually(lambda: farms.hosts()["e2"]["circuit"] == "closed", timeout=60, what="e2's circuit to close")
-
-
 def test_executions_of_a_lost_host_fail_and_are_retried_elsewhere(farms: Farms) -> None:
     # Only e2 takes alpha work while e1 is blacklisted; then e2's runner dies for good.
+    eventually(lambda: farms.hosts()["e2"]["available"], timeout=60, what="e2 available")
     farms.client.post("/docker-executor/blacklist", json={"host": "e1"})
     try:
-        time.sleep(3)
+        time.sleep(5)  # e1 leaves the farm's group at its next beat; the group rebalances to e2
         job = post_job(farms.client, "sleep 30", task=farms.task("alpha"), retries=1)
         first = wait_status(farms.client, job["executionUrl"], {"running"}, timeout=60)
         assert first["metadata"]["dockerHost"] == "e2"
@@ -325,3 +312,17 @@ def test_executions_of_a_lost_host_fail_and_are_retried_elsewhere(farms: Farms) 
         timeout=60,
         what="the lost execution's container removed",
     )
+
+
+def test_the_circuit_opens_when_an_engine_stops_and_closes_when_it_is_back(farms: Farms) -> None:
+    script("second-engine.sh", "stop")
+    try:
+        eventually(lambda: farms.hosts()["e2"]["circuit"] == "open", timeout=30, what="e2's circuit to open")
+        assert farms.hosts()["e2"]["available"] is False
+        jobs = [post_job(farms.client, "true", task=farms.task("alpha")) for _ in range(6)]
+        for job in jobs:
+            wait_status(farms.client, job["executionUrl"], {"done"}, timeout=60)
+        assert {farms.host_of(j["executionUrl"]) for j in jobs} == {"e1"}
+    finally:
+        script("second-engine.sh", "start", TEST_IMAGE)
+    eventually(lambda: farms.hosts()["e2"]["circuit"] == "closed", timeout=60, what="e2's circuit to close")
