@@ -10,19 +10,11 @@ topic prefix and keyspace, so it neither sees nor disturbs `make run` data. Boun
 import argparse
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from services.devstack import DevStack
-from shared.lifecycle import prepare_backends
-from shared.settings import Settings
+from _stack import private_backends, private_stack
 
 
 def docker_run(image: str, command: str) -> float:
@@ -53,12 +45,9 @@ def main() -> None:
     parser.add_argument("--command", default="true")
     args = parser.parse_args()
 
-    run_id = uuid.uuid4().hex[:8]
-    settings = Settings(topic_prefix=f"bench.{run_id}.", keyspace=f"bench_{run_id}")
-    prepare_backends(settings)
     with (
-        tempfile.TemporaryDirectory() as logs,
-        DevStack(settings.topic_prefix, settings.keyspace, Path(logs)) as stack,
+        private_backends() as settings,
+        private_stack(settings) as stack,
         httpx.Client(base_url=stack.url, timeout=10) as client,
     ):
         for _ in range(args.warmup):

@@ -73,7 +73,7 @@ class ExecutionMetadata(Model):
     dockerHost: str | None
 
 
-class Execution(Model):
+class ExecutionSummary(Model):
     executionId: str
     status: str = Field(description="enqueued, pulling, running, done, failed, timedout, expired or stopped")
     createdAt: str | None
@@ -82,14 +82,19 @@ class Execution(Model):
     image: str | None
     command: str | None
     exitCode: int | None
-    log: str = Field(description="the container's stdout")
-    error: str = Field(description="the container's stderr, or why it could not run")
     attempt: int | None
     requestIPAddress: str | None
     metadata: ExecutionMetadata
 
 
-class ExecutionItem(Execution):
+class Execution(ExecutionSummary):
+    log: str = Field(description="the container's stdout")
+    error: str = Field(description="the container's stderr, or why it could not run")
+
+
+class ExecutionItem(ExecutionSummary):
+    """An execution on its job's page: no logs (they are on the execution's own page, at `url`)."""
+
     url: str
 
 

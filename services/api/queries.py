@@ -24,7 +24,6 @@ class Queries:
         listed = "created_at, task_id, last_modified_at, jobs_count"
         self._task_jobs = session.prepare(f"SELECT job_id FROM {ks}.jobs WHERE task_id = ?")
         self._job = session.prepare(f"SELECT * FROM {ks}.jobs WHERE task_id = ? AND job_id = ?")
-        self._executions = session.prepare(f"SELECT * FROM {ks}.executions WHERE task_id = ? AND job_id = ?")
         self._tasks_page = session.prepare(f"SELECT {listed} FROM {ks}.tasks_by_creation WHERE bucket = 0 LIMIT ?")
         self._word_page = session.prepare(f"SELECT {listed} FROM {ks}.task_words WHERE word = ? LIMIT ?")
         # Keyset pages (nextUrl): rows strictly after the last one of the previous page, whatever was added since.
@@ -38,7 +37,7 @@ class Queries:
         self._task_row = session.prepare(f"SELECT last_modified_at FROM {ks}.tasks WHERE task_id = ?")
         self._task_jobs_count = session.prepare(f"SELECT jobs FROM {ks}.task_counters WHERE task_id = ?")
         self._executions_page = session.prepare(
-            f"SELECT * FROM {ks}.executions WHERE task_id = ? AND job_id = ? LIMIT ?"
+            f"SELECT {SUMMARY_COLUMNS} FROM {ks}.executions WHERE task_id = ? AND job_id = ? LIMIT ?"
         )
         self._executions_count = session.prepare(
             f"SELECT executions FROM {ks}.job_counters WHERE task_id = ? AND job_id = ?"
@@ -63,7 +62,22 @@ class Queries:
         return [r.job_id for r in rows]
 
     def job(self, task_id: str, job_id: uuid.UUID) -> dict[str, Any]:
-        row = self._session.execute(self._job, (task_id, job_id)).one()
+        return self._job_doc(task_id, job_id, self._session.execute(self._job, (task_id, job_id)).one())
+
+    def job_page(
+        self, task_id: str, job_id: uuid.UUID, page: int, size: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+        """A job, page `page` (from 1) of its executions newest first, and its execution count: the three
+        single-partition reads are in flight at once, so the page costs the slowest of them, not their sum."""
+        job = self._session.execute_async(self._job, (task_id, job_id))
+        executions = self._session.execute_async(self._executions_page, (task_id, job_id, page * size))
+        count = self._session.execute_async(self._executions_count, (task_id, job_id))
+        doc = self._job_doc(task_id, job_id, job.result().one())
+        rows = list(executions.result())[(page - 1) * size :]
+        count_row = count.result().one()
+        return doc, [execution_summary(r) for r in rows], int(count_row.executions) if count_row else 0
+
+    def _job_doc(self, task_id: str, job_id: uuid.UUID, row: Any) -> dict[str, Any]:
         if row is None:
             raise NotFound(f"job {job_id} not found in task {task_id}")
         return {
@@ -79,18 +93,6 @@ class Queries:
             "envs": dict(row.envs or {}),
             **schedule_doc(row.definition),
         }
-
-    def executions(self, task_id: str, job_id: uuid.UUID) -> list[dict[str, Any]]:
-        return [execution_doc(r) for r in self._session.execute(self._executions, (task_id, job_id))]
-
-    def executions_page(self, task_id: str, job_id: uuid.UUID, page: int, size: int) -> list[dict[str, Any]]:
-        """Page `page` (from 1) of a job's executions, newest first."""
-        rows = list(self._session.execute(self._executions_page, (task_id, job_id, page * size)))
-        return [execution_doc(r) for r in rows[(page - 1) * size :]]
-
-    def execution_count(self, task_id: str, job_id: uuid.UUID) -> int:
-        row = self._session.execute(self._executions_count, (task_id, job_id)).one()
-        return int(row.executions) if row else 0
 
     def hosts(self) -> list[Any]:
         return list(self._session.execute(self._hosts))
@@ -189,9 +191,15 @@ def schedule_doc(definition_json: str | None) -> dict[str, Any]:
     }
 
 
-def execution_doc(row: Any) -> dict[str, Any]:
-    # "error" is the container's stderr; when the container could not run at all, the reason it could not.
-    error = "\n".join(part for part in (row.stderr, row.error) if part)
+# What a job page shows of each execution: everything but the logs (up to the runner's log limit each; the
+# execution's own page has them).
+SUMMARY_COLUMNS = (
+    "execution_id, status, created_at, started_at, finished_at, image, command, exit_code, attempt, request_ip,"
+    " container_id, docker_host"
+)
+
+
+def execution_summary(row: Any) -> dict[str, Any]:
     return {
         "executionId": str(row.execution_id),
         "status": row.status,
@@ -201,9 +209,13 @@ def execution_doc(row: Any) -> dict[str, Any]:
         "image": row.image,
         "command": row.command,
         "exitCode": row.exit_code,
-        "log": row.stdout or "",
-        "error": error,
         "attempt": row.attempt,
         "requestIPAddress": row.request_ip,
         "metadata": {"containerId": row.container_id, "dockerHost": row.docker_host},
     }
+
+
+def execution_doc(row: Any) -> dict[str, Any]:
+    # "error" is the container's stderr; when the container could not run at all, the reason it could not.
+    error = "\n".join(part for part in (row.stderr, row.error) if part)
+    return {**execution_summary(row), "log": row.stdout or "", "error": error}

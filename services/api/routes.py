@@ -283,15 +283,14 @@ def get_task(task_id: str, request: Request, backends: BackendsDep) -> dict[str,
 def get_job(task_id: str, job_id: str, request: Request, backends: BackendsDep, page: PageParam = 1) -> dict[str, Any]:
     jid = parse_uuid(job_id, "jobId")
     urls = Urls(request)
-    job = backends.queries.job(task_id, jid)
-    job["envs"] = redact(job["envs"], backends.settings.env_blacklist)
     size = backends.settings.executions_page_size
-    executions = backends.queries.executions_page(task_id, jid, page, size)
+    job, executions, count = backends.queries.job_page(task_id, jid, page, size)
+    job["envs"] = redact(job["envs"], backends.settings.env_blacklist)
     for e in executions:
         e["url"] = urls.execution(task_id, jid, e["executionId"])
     job["executions"] = executions
     # The counter is the recorder's; right after a POST the early projection may be ahead of it.
-    job["executionCount"] = max(backends.queries.execution_count(task_id, jid), (page - 1) * size + len(executions))
+    job["executionCount"] = max(count, (page - 1) * size + len(executions))
     job["executionsPage"] = page
     job["executionsPerPage"] = size
     return {"task": {"id": task_id, "url": urls.task(task_id)}, "job": job}

@@ -85,12 +85,14 @@ class Runner:
         self.tracker = OffsetTracker()
         self.finished: queue.SimpleQueue[tuple[str, int, int]] = queue.SimpleQueue()
         self.pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="execution")
-        self.consumer = Consumer(consumer_config(settings, runner_group(settings, self.farm.name)))
+        self.consumer: Consumer | None = None  # a fresh one each time this runner joins its farm's group
+        self._paused = False
+        self._reassigned = False
+        self._slot_freed = threading.Event()
         self.limits = Limits(settings.max_log_bytes, settings.timeout_hard_limit_s, settings.stop_grace_s)
         self.stops = StopRequests()
         self.breaker = Breaker(settings.breaker_threshold, settings.breaker_open_s)
         self.blacklisted = False
-        self.subscribed = False
         self._held: set[uuid.UUID] = set()
         self._held_lock = threading.Lock()
 
@@ -104,26 +106,51 @@ class Runner:
             while not stop.is_set():
                 self._store_finished()
                 accepting = not self.blacklisted and self.breaker.allows_work()
-                if accepting and not self.subscribed:
-                    log.info("taking work", extra={"host": self.host, "farm": self.farm.name})
-                    self.consumer.subscribe([self.due_topic], on_revoke=self._on_revoke, on_lost=self._on_revoke)
-                    self.subscribed = True
-                elif not accepting and self.subscribed:
-                    self._leave(stop)
-                if not self.subscribed:
+                if accepting and self.consumer is None:
+                    self.consumer = self._join()
+                elif not accepting and self.consumer is not None:
+                    self._leave(self.consumer, stop)
+                    self.consumer = None
+                if self.consumer is None:
                     stop.wait(0.2)
                     continue
-                self._apply_capacity()
-                msg = self.consumer.poll(0.2)
-                if is_record(msg):
-                    assert msg is not None
-                    self._dispatch(msg, stop)
+                self._poll(self.consumer, stop)
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)  # workers see `stop` within a second
-            self._store_finished()
-            self.consumer.close()
+            if self.consumer is not None:
+                self._store_finished()
+                self.consumer.close()
 
-    def _leave(self, stop: threading.Event) -> None:
+    @property
+    def subscribed(self) -> bool:
+        return self.consumer is not None
+
+    def _join(self) -> Consumer:
+        """Join the farm's consumer group with a new consumer: nothing (paused partitions, a half-finished
+        rebalance) carries over from an earlier membership."""
+        log.info("taking work", extra={"host": self.host, "farm": self.farm.name})
+        consumer = Consumer(consumer_config(self.settings, runner_group(self.settings, self.farm.name)))
+        consumer.subscribe(
+            [self.due_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+        self._paused, self._reassigned = False, True
+        return consumer
+
+    def _poll(self, consumer: Consumer, stop: threading.Event) -> None:
+        """One turn of the loop: at capacity, wait for a slot (polling without fetching keeps the membership
+        alive); otherwise take the next message."""
+        self._apply_capacity(consumer)
+        if self._paused:
+            if self._slot_freed.wait(0.2):
+                self._slot_freed.clear()
+            msg = consumer.poll(0)
+        else:
+            msg = consumer.poll(0.2)
+        if is_record(msg):
+            assert msg is not None
+            self._dispatch(msg, stop)
+
+    def _leave(self, consumer: Consumer, stop: threading.Event) -> None:
         """Stop taking work: let the messages being claimed be acknowledged, then leave the group (running
         containers go on and are reported; their messages are acknowledged already)."""
         reason = "blacklisted" if self.blacklisted else f"circuit {self.breaker.state}"
@@ -134,9 +161,8 @@ class Runner:
             time.sleep(0.05)
         self._store_finished()
         with contextlib.suppress(KafkaException):
-            self.consumer.commit(asynchronous=False)
-        self.consumer.unsubscribe()
-        self.subscribed = False
+            consumer.commit(asynchronous=False)
+        consumer.close()  # leaves the group at once: the farm's other runners take the partitions
 
     def _adopt(self, stop: threading.Event) -> None:
         """After a restart: take up what this host held. Containers still running are followed, ended ones
@@ -232,6 +258,7 @@ class Runner:
             self.stops.untrack(eid)
             with self._held_lock:
                 self._held.discard(eid)
+            self._slot_freed.set()
 
     def _hand_back(self, due: ExecutionDue, error: str, stop: threading.Event) -> None:
         """The engine failed before the container ran: release the claim and put the execution back on the
@@ -336,6 +363,8 @@ class Runner:
         self.producer.publish(self.topics.executions, event)
 
     def _store_finished(self) -> None:
+        if self.consumer is None:
+            return  # acknowledged when this runner joins again: the tracker keeps them
         while not self.finished.empty():
             topic, part, offset = self.finished.get()
             next_offset = self.tracker.finished((topic, part), offset)
@@ -345,17 +374,27 @@ class Runner:
                 except KafkaException as exc:
                     log.warning("could not store offset", extra={"error": str(exc)})
 
-    def _apply_capacity(self) -> None:
-        assignment = self.consumer.assignment()
+    def _apply_capacity(self, consumer: Consumer) -> None:
+        """Pause the assignment at capacity and resume it when a slot frees: on changes only, and again
+        after a rebalance (librdkafka keeps a partition's pause across one)."""
+        full = self.running() >= self.capacity
+        if full == self._paused and not self._reassigned:
+            return
+        assignment = consumer.assignment()
         if not assignment:
             return
-        if self.running() >= self.capacity:
-            self.consumer.pause(assignment)
+        if full:
+            consumer.pause(assignment)
         else:
-            self.consumer.resume(assignment)
+            consumer.resume(assignment)
+        self._paused, self._reassigned = full, False
+
+    def _on_assign(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        self._reassigned = True
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.tracker.forget([(p.topic, p.partition) for p in partitions])
+        self._reassigned = True
 
 
 def docker_tls(settings: RunnerSettings) -> docker.tls.TLSConfig | None:

@@ -242,8 +242,9 @@ def test_a_runner_killed_mid_execution_takes_its_containers_up_again(farms: Farm
     farms.runner("b1")
     execution = wait_status(farms.client, running["executionUrl"], FINAL, timeout=60)
     assert (execution["status"], execution["exitCode"], execution["log"]) == ("done", 0, "start\nend\n")
-    late = wait_executions(farms.client, ending["jobUrl"], 1)
-    assert (late[0]["status"], late[0]["exitCode"], late[0]["log"]) == ("failed", 3, "bye\n")
+    [late] = wait_executions(farms.client, ending["jobUrl"], 1)
+    late = farms.client.get(late["url"]).json()["execution"]
+    assert (late["status"], late["exitCode"], late["log"]) == ("failed", 3, "bye\n")
     name = f"fastlane-{running['executionId']}"
     assert farms.engines["e1"].api.containers(all=True, filters={"name": name}) == []  # removed once recorded
     events = read_events(farms.settings.kafka_bootstrap, farms.topics.executions, 0, timeout=4)
