@@ -13,7 +13,7 @@ from types import TracebackType
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("recorder", "scheduler", "runner", "api")
+SERVICES = ("recorder", "scheduler", "runner", "notifier", "api")
 
 
 def free_port() -> int:

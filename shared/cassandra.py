@@ -96,6 +96,16 @@ SCHEMA = [
         host text, execution_id timeuuid, due text, PRIMARY KEY ((host), execution_id))""",
     """CREATE TABLE IF NOT EXISTS {ks}.job_counters (
         task_id text, job_id uuid, executions counter, PRIMARY KEY ((task_id, job_id)))""",
+    # --- the notifier's deliveries (services/notifier/) ---
+    # Deliveries not finished yet, by the partition of the execution event that caused them: the notifier
+    # holding that partition of `executions` owns them, and takes them up after a restart or a rebalance.
+    """CREATE TABLE IF NOT EXISTS {ks}.pending_deliveries (
+        partition int, delivery_id uuid, delivery text, PRIMARY KEY ((partition), delivery_id))""",
+    # Every delivery of an execution, its attempts and outcome: shown on the execution in the API.
+    """CREATE TABLE IF NOT EXISTS {ks}.deliveries (
+        task_id text, job_id uuid, execution_id timeuuid, delivery_id uuid, channel text, event text,
+        target text, state text, attempts int, status_code int, last_error text, updated_at timestamp,
+        PRIMARY KEY ((task_id, job_id, execution_id), delivery_id))""",
 ]
 
 
@@ -162,11 +172,13 @@ def migrate(settings: Settings) -> None:
 
 
 def _set_retention(session: Session, keyspace: str, days: int) -> None:
-    """Executions (and their logs) expire `days` after they were last written; 0 keeps them forever."""
+    """Executions (with their logs) and their deliveries expire `days` after they were last written; 0 keeps
+    them forever."""
     ttl = days * 86_400
-    row = session.execute(
-        "SELECT default_time_to_live FROM system_schema.tables WHERE keyspace_name = %s AND table_name = 'executions'",
-        (keyspace,),
-    ).one()
-    if row is not None and row.default_time_to_live != ttl:
-        session.execute(f"ALTER TABLE {keyspace}.executions WITH default_time_to_live = {ttl}", timeout=60)
+    for table in ("executions", "deliveries"):
+        row = session.execute(
+            "SELECT default_time_to_live FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s",
+            (keyspace, table),
+        ).one()
+        if row is not None and row.default_time_to_live != ttl:
+            session.execute(f"ALTER TABLE {keyspace}.{table} WITH default_time_to_live = {ttl}", timeout=60)

@@ -84,6 +84,20 @@ class Resources(BaseModel):
     memory_mb: int | None = None
 
 
+WebhookEvent = Literal["starts", "succeeds", "fails", "finishes"]
+MailEvent = Literal["succeeds", "fails", "finishes"]
+
+
+class Webhook(BaseModel):
+    """Where to POST an execution's news: `headers` are sent as given; `retries` None = the server's default."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    retries: int | None = None
+
+
 class JobDefinition(BaseModel):
     """What a client asked to run: the body of POST /tasks/{taskId}, validated.
 
@@ -107,6 +121,8 @@ class JobDefinition(BaseModel):
     catch_up: bool = True
     extra_hosts: dict[str, str] = Field(default_factory=dict)  # hostname -> IP, in the container's hosts file
     resources: Resources | None = None
+    webhooks: dict[WebhookEvent, list[Webhook]] = Field(default_factory=dict)
+    notify: dict[MailEvent, list[str]] = Field(default_factory=dict)  # e-mail addresses
 
     @property
     def runs_now(self) -> bool:

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # How long finished executions (with their logs) are kept; 0 = forever.
     execution_retention_days: int = Field(default=0, ge=0)
+    # Env values whose NAME contains one of these words (case-insensitive) are shown as *** (API, notifications).
+    env_blacklist: list[str] = ["password", "key", "secret", "client_id"]
+    # Refuse webhooks to loopback, private, link-local and other non-public addresses (checked by the API on
+    # literal addresses and by the notifier on every address a name resolves to).
+    webhooks_refuse_private: bool = False
+    # Where clients reach the API: the base of the links in webhooks and e-mails.
+    public_url: str = "http://127.0.0.1:10000"
     # Docker farms (JSON list): the first whose `match` regex matches a task id runs that task's jobs.
     farms: list[Farm] = [Farm(name="default", match="", hosts=["local"], maxRunning=4)]
 
@@ -50,8 +57,6 @@ class ApiSettings(Settings):
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     page_size: int = Field(default=10, ge=1, le=1000)  # GET /tasks and /search
     executions_page_size: int = Field(default=100, ge=1, le=10_000)  # executions shown per page of a job
-    # Env values whose NAME contains one of these words (case-insensitive) are shown as ***.
-    env_blacklist: list[str] = ["password", "key", "secret", "client_id"]
     cors_origins: list[str] = ["*"]
     # HTTP basic auth: on when both username and password are set.
     basic_auth_username: str = ""
@@ -75,6 +80,31 @@ class SchedulerSettings(Settings):
     retry_backoff_max_ms: int = Field(default=300_000, ge=1)
     # A cron fire later than this was missed (everything was down): catchUp decides whether it still runs.
     missed_fire_grace_s: float = Field(default=30.0, gt=0)
+
+
+class NotifierSettings(Settings):
+    """The notifier: webhook signing and retries, SMTP."""
+
+    # HMAC-SHA256 key of the X-Fastlane-Signature header; empty = deliveries go unsigned (a warning at start).
+    webhook_secret: str = ""
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Retries of a webhook that says nothing about them, and of every e-mail.
+    webhook_default_retries: int = Field(default=3, ge=0, le=20)
+    mail_retries: int = Field(default=3, ge=0, le=20)
+    # Pause before retry n: min(max, min * factor ** (n - 1)).
+    notify_backoff_min_ms: int = Field(default=1000, ge=1)
+    notify_backoff_factor: float = Field(default=2.0, ge=1.0)
+    notify_backoff_max_ms: int = Field(default=300_000, ge=1)
+    # Deliveries in flight at once: a slow receiver holds one of these, never the queue.
+    notify_workers: int = Field(default=16, ge=1, le=256)
+    # SMTP: empty host = e-mail off (such deliveries fail with that reason).
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "fastlane@localhost"
+    smtp_timeout_s: float = Field(default=10.0, gt=0, le=120)
 
 
 class RunnerSettings(Settings):

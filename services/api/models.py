@@ -87,9 +87,22 @@ class ExecutionSummary(Model):
     metadata: ExecutionMetadata
 
 
+class Delivery(Model):
+    deliveryId: str = Field(description="also sent to the receiver (X-Fastlane-Delivery), to de-duplicate")
+    channel: str = Field(description="webhook or mail")
+    event: str = Field(description="starts, succeeds, fails or finishes")
+    target: str = Field(description="the webhook's URL, or the e-mail's recipients")
+    state: str = Field(description="pending, retrying, delivered or failed")
+    attempts: int | None
+    statusCode: int | None = Field(description="the receiver's last HTTP status (webhooks)")
+    lastError: str | None
+    updatedAt: str | None
+
+
 class Execution(ExecutionSummary):
     log: str = Field(description="the container's stdout")
     error: str = Field(description="the container's stderr, or why it could not run")
+    deliveries: list[Delivery] = Field(default=[], description="its webhook and e-mail notifications")
 
 
 class ExecutionItem(ExecutionSummary):
@@ -107,6 +120,12 @@ class RetryBackoff(Model):
 class Resources(Model):
     cpus: float | None
     memoryMB: int | None
+
+
+class WebhookShown(Model):
+    url: str
+    headers: dict[str, str] = Field(description="header names; values shown as ***")
+    retries: int | None = Field(description="null: the server's default")
 
 
 class JobMetadata(Model):
@@ -135,6 +154,8 @@ class Job(Model):
     catchUp: bool
     additionalDNSEntries: dict[str, str]
     resources: Resources | None
+    webhooks: dict[str, list[WebhookShown]] = Field(description="by event: starts, succeeds, fails, finishes")
+    notify: dict[str, list[str]] = Field(description="e-mail addresses by event: succeeds, fails, finishes")
     executions: list[ExecutionItem] = Field(description="newest first, one page")
     executionCount: int
     executionsPage: int

@@ -8,6 +8,7 @@ from typing import Any
 from cassandra.cluster import Session
 
 from services.api.errors import NotFound
+from shared.redaction import REDACTED
 
 
 def iso(value: datetime | None) -> str | None:
@@ -53,6 +54,9 @@ class Queries:
         )
         self._execution = session.prepare(
             f"SELECT * FROM {ks}.executions WHERE task_id = ? AND job_id = ? AND execution_id = ?"
+        )
+        self._deliveries = session.prepare(
+            f"SELECT * FROM {ks}.deliveries WHERE task_id = ? AND job_id = ? AND execution_id = ?"
         )
 
     def task_job_ids(self, task_id: str) -> list[uuid.UUID]:
@@ -159,10 +163,15 @@ class Queries:
         return execution_doc(row)
 
     def execution(self, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID) -> dict[str, Any]:
-        row = self._session.execute(self._execution, (task_id, job_id, execution_id)).one()
+        """An execution with its notifications (webhook and e-mail deliveries); both reads at once."""
+        found = self._session.execute_async(self._execution, (task_id, job_id, execution_id))
+        deliveries = self._session.execute_async(self._deliveries, (task_id, job_id, execution_id))
+        row = found.result().one()
         if row is None:
             raise NotFound(f"execution {execution_id} not found in job {job_id} of task {task_id}")
-        return execution_doc(row)
+        doc = execution_doc(row)
+        doc["deliveries"] = sorted((delivery_doc(d) for d in deliveries.result()), key=lambda d: d["updatedAt"] or "")
+        return doc
 
 
 def _unix(value: str | None) -> float | None:
@@ -188,6 +197,19 @@ def schedule_doc(definition_json: str | None) -> dict[str, Any]:
         "catchUp": d.get("catch_up", True),
         "additionalDNSEntries": d.get("extra_hosts") or {},
         "resources": {"cpus": resources.get("cpus"), "memoryMB": resources.get("memory_mb")} if resources else None,
+        # Header values often carry credentials: shown as ***.
+        "webhooks": {
+            event: [
+                {
+                    "url": h["url"],
+                    "headers": dict.fromkeys(h.get("headers") or {}, REDACTED),
+                    "retries": h.get("retries"),
+                }
+                for h in hooks
+            ]
+            for event, hooks in (d.get("webhooks") or {}).items()
+        },
+        "notify": d.get("notify") or {},
     }
 
 
@@ -212,6 +234,20 @@ def execution_summary(row: Any) -> dict[str, Any]:
         "attempt": row.attempt,
         "requestIPAddress": row.request_ip,
         "metadata": {"containerId": row.container_id, "dockerHost": row.docker_host},
+    }
+
+
+def delivery_doc(row: Any) -> dict[str, Any]:
+    return {
+        "deliveryId": str(row.delivery_id),
+        "channel": row.channel,
+        "event": row.event,
+        "target": row.target,
+        "state": row.state,
+        "attempts": row.attempts,
+        "statusCode": row.status_code,
+        "lastError": row.last_error,
+        "updatedAt": iso(row.updated_at),
     }
 
 

@@ -30,7 +30,6 @@ from services.api.models import (
     Updated,
 )
 from services.api.schemas import check_task_id, parse_job_spec
-from services.api.security import redact
 from shared.events import (
     Command,
     ExecutionStopRequested,
@@ -44,6 +43,7 @@ from shared.events import (
 )
 from shared.farms import farm_for
 from shared.indexes import task_words
+from shared.redaction import redact
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -121,7 +121,7 @@ class Urls:
 async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
     check_task_id(task_id)
     check_farm(task_id, backends)
-    spec = parse_job_spec(await read_body(request, backends))
+    spec = parse_job_spec(await read_body(request, backends), backends.settings.webhooks_refuse_private)
     now = utcnow()
     definition = spec.definition(now, backends.settings.timeout_hard_limit_s)
     command = JobRequested(
@@ -146,7 +146,7 @@ async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict
 async def update(task_id: str, job_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
     check_task_id(task_id)
     jid = parse_uuid(job_id, "jobId")
-    spec = parse_job_spec(await read_body(request, backends))
+    spec = parse_job_spec(await read_body(request, backends), backends.settings.webhooks_refuse_private)
     now = utcnow()
     definition = spec.definition(now, backends.settings.timeout_hard_limit_s)
     command = JobUpdated(

@@ -22,13 +22,15 @@ from pydantic import (
 )
 
 from services.api.errors import BadRequest
-from shared.events import JobDefinition, Resources, RetryBackoff
+from shared.addresses import literal_private, url_problem
+from shared.events import JobDefinition, MailEvent, Resources, RetryBackoff, Webhook, WebhookEvent
 from shared.schedule import check_cron, parse_duration, zone
 
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 
-# Fields of the API contract whose behaviour is not built yet: refused loudly rather than silently ignored.
-NOT_YET_SUPPORTED = ("notify", "webhooks")
+EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+MAX_TARGETS = 10  # per event: webhooks, or e-mail addresses
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
 
 
@@ -57,6 +59,34 @@ class ResourcesSpec(BaseModel):
     memoryMB: StrictInt | None = Field(default=None, ge=6, le=4_194_304)  # the engine refuses less than 6 MiB
 
 
+class WebhookSpec(BaseModel):
+    """One webhook: POSTed to `url` with `headers`; failed deliveries retried `retries` times."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr = Field(max_length=2000)
+    headers: dict[StrictStr, StrictStr] = Field(default_factory=dict, max_length=50)
+    retries: StrictInt | None = Field(default=None, ge=0, le=20)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        problem = url_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"the value of header {name} must not contain line breaks")
+        return v
+
+
 class JobSpec(BaseModel):
     """A job definition as clients send it."""
 
@@ -78,6 +108,27 @@ class JobSpec(BaseModel):
     catchUp: StrictBool = True
     additionalDNSEntries: dict[StrictStr, StrictStr] = Field(default_factory=dict, max_length=100)
     resources: ResourcesSpec | None = None
+    webhooks: dict[WebhookEvent, list[WebhookSpec]] = Field(default_factory=dict)
+    notify: dict[MailEvent, list[StrictStr]] = Field(default_factory=dict)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _few_webhooks(cls, v: dict[str, list[WebhookSpec]]) -> dict[str, list[WebhookSpec]]:
+        for event, hooks in v.items():
+            if len(hooks) > MAX_TARGETS:
+                raise ValueError(f"at most {MAX_TARGETS} webhooks per event ({event} has {len(hooks)})")
+        return v
+
+    @field_validator("notify")
+    @classmethod
+    def _addresses(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for event, addresses in v.items():
+            if len(addresses) > MAX_TARGETS:
+                raise ValueError(f"at most {MAX_TARGETS} addresses per event ({event} has {len(addresses)})")
+            for address in addresses:
+                if not EMAIL.match(address) or len(address) > 254:
+                    raise ValueError(f"{address!r} is not an e-mail address")
+        return v
 
     @field_validator("additionalDNSEntries")
     @classmethod
@@ -155,6 +206,11 @@ class JobSpec(BaseModel):
             resources=Resources(cpus=self.resources.cpus, memory_mb=self.resources.memoryMB)
             if self.resources
             else None,
+            webhooks={
+                event: [Webhook(url=h.url, headers=h.headers, retries=h.retries) for h in hooks]
+                for event, hooks in self.webhooks.items()
+            },
+            notify=dict(self.notify),
         )
 
 
@@ -166,21 +222,25 @@ def check_task_id(task_id: str) -> str:
     return task_id
 
 
-def parse_job_spec(raw: bytes) -> JobSpec:
-    """Parse and validate a request body; every problem becomes a BadRequest with a plain message."""
+def parse_job_spec(raw: bytes, refuse_private: bool = False) -> JobSpec:
+    """Parse and validate a request body; every problem becomes a BadRequest with a plain message.
+    With `refuse_private`, webhooks to non-public addresses (literal ones; names are checked at delivery) too."""
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
-    unsupported = [name for name in NOT_YET_SUPPORTED if name in body]
-    if unsupported:
-        raise BadRequest(f"not supported yet by this server: {', '.join(unsupported)}")
     try:
-        return JobSpec.model_validate(body)
+        spec = JobSpec.model_validate(body)
     except ValidationError as exc:
         raise BadRequest(describe(exc)) from exc
+    if refuse_private:
+        for event, hooks in spec.webhooks.items():
+            for hook in hooks:
+                if literal_private(hook.url):
+                    raise BadRequest(f"webhooks.{event}: {hook.url!r} is not a public address (refused by this server)")
+    return spec
 
 
 def describe(exc: ValidationError) -> str:

@@ -68,9 +68,3 @@ def body_limit_middleware(
         return await call_next(request)
 
     return check
-
-
-def redact(envs: dict[str, str], blacklist: list[str]) -> dict[str, str]:
-    """Values of envs whose name contains a blacklisted word become ***."""
-    words = [w.lower() for w in blacklist if w]
-    return {name: "***" if any(w in name.lower() for w in words) else value for name, value in envs.items()}

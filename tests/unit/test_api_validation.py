@@ -32,7 +32,19 @@ def test_a_minimal_job_parses() -> None:
         (b'{"image": "busybox", "command": "echo", "envs": ["A"]}', "envs"),
         (b'{"image": "busybox", "command": "echo", "envs": {"A": 1}}', "envs.A"),
         (b'{"image": "busybox", "command": "echo", "metadata": "x"}', "metadata"),
-        (b'{"image": "busybox", "command": "echo", "webhooks": {}}', "not supported yet by this server: webhooks"),
+        (b'{"image": "i", "command": "c", "webhooks": {"starts": [{"url": "ftp://h/x"}]}}', "http or https URL"),
+        (b'{"image": "i", "command": "c", "webhooks": {"starts": [{"headers": {}}]}}', "webhooks.starts.0.url"),
+        (b'{"image": "i", "command": "c", "webhooks": {"begins": []}}', "webhooks.begins"),
+        (b'{"image": "i", "command": "c", "webhooks": {"fails": {"url": "http://h"}}}', "webhooks.fails"),
+        (b'{"image": "i", "command": "c", "webhooks": {"fails": [{"url": "http://h", "retries": -1}]}}', "retries"),
+        (
+            b'{"image": "i", "command": "c", "webhooks": {"fails": [{"url": "http://h", "headers": {"a b": "1"}}]}}',
+            "not an HTTP header name",
+        ),
+        (b'{"image": "i", "command": "c", "webhooks": {"fails": [{"url": "http://h", "verb": "PUT"}]}}', "verb"),
+        (b'{"image": "i", "command": "c", "notify": {"fails": ["not-an-address"]}}', "is not an e-mail address"),
+        (b'{"image": "i", "command": "c", "notify": {"starts": ["a@b.io"]}}', "notify.starts"),
+        (b'{"image": "i", "command": "c", "notify": {"fails": "a@b.io"}}', "notify.fails"),
         (b'{"image": "i", "command": "c", "startIn": "5 minutes"}', "not a duration"),
         (b'{"image": "i", "command": "c", "additionalDNSEntries": {"db": "not-an-ip"}}', "is not an IP address"),
         (b'{"image": "i", "command": "c", "additionalDNSEntries": {"bad host": "10.0.0.1"}}', "is not a host name"),
@@ -75,6 +87,21 @@ def test_good_task_ids(task_id: str) -> None:
 def test_bad_task_ids(task_id: str) -> None:
     with pytest.raises(BadRequest):
         check_task_id(task_id)
+
+
+def test_webhooks_and_mails_reach_the_definition() -> None:
+    body = (
+        b'{"image": "i", "command": "c", "webhooks": {"fails": [{"url": "https://h.io/x", "headers": {"X-A": "1"},'
+        b' "retries": 2}], "finishes": [{"url": "http://10.0.0.1/y"}]}, "notify": {"succeeds": ["a@b.io"]}}'
+    )
+    definition = parse_job_spec(body).definition(NOW, 1800)
+    [fails] = definition.webhooks["fails"]
+    assert (fails.url, fails.headers, fails.retries) == ("https://h.io/x", {"X-A": "1"}, 2)
+    assert definition.webhooks["finishes"][0].retries is None
+    assert definition.notify == {"succeeds": ["a@b.io"]}
+    with pytest.raises(BadRequest) as info:
+        parse_job_spec(body, refuse_private=True)
+    assert "'http://10.0.0.1/y' is not a public address" in info.value.message
 
 
 def test_start_in_counts_from_the_request() -> None:

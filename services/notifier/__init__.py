@@ -1,0 +1,1 @@
+"""The notifier: webhooks and e-mail about executions, delivered apart from everything else."""

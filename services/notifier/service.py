@@ -1,0 +1,219 @@
+"""The notifier's wiring: plan deliveries from execution events, and deliver them apart from the queue.
+
+The consumer only plans: it reads the job's definition, writes each delivery it asks for to Cassandra, and
+acknowledges the event. Deliveries are made by a pool of workers, each attempt bounded in time, retried with
+backoff: a slow or dead receiver holds one worker for at most one timeout per attempt, never the consumer,
+another job's deliveries or the execution itself. Pending deliveries belong to the partition of their event:
+the notifier that holds that partition takes them up after a restart or a rebalance (at least once; the
+delivery id lets receivers de-duplicate)."""
+
+import heapq
+import itertools
+import logging
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from cassandra.cluster import Session
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from services.notifier.plan import Delivery, Links, backoff, plan
+from services.notifier.send import Failed, Sender
+from services.notifier.store import Store
+from shared.cassandra import connect
+from shared.events import ExecutionFinished, ExecutionStarted, JobDefinition, utcnow
+from shared.kafka import EventProducer, consumer_config, decode_or_park, is_record, retry_until_done
+from shared.lifecycle import prepare_backends
+from shared.settings import NotifierSettings
+from shared.topics import Topics, group_id
+
+log = logging.getLogger("notifier")
+
+
+class Dispatcher:
+    """Due deliveries to a worker pool, in order of their next attempt; failures rescheduled with backoff."""
+
+    def __init__(self, settings: NotifierSettings, store: Store, sender: Sender, stop: threading.Event) -> None:
+        self.settings = settings
+        self.store = store
+        self.sender = sender
+        self.stop = stop
+        self.pool = ThreadPoolExecutor(settings.notify_workers, thread_name_prefix="deliver")
+        self._lock = threading.Condition()
+        self._heap: list[tuple[float, int, uuid.UUID]] = []
+        self._waiting: dict[uuid.UUID, Delivery] = {}  # scheduled or being attempted
+        self._owned: set[int] = set()
+        self._seq = itertools.count()
+
+    def own(self, partitions: list[int], deliveries: list[Delivery]) -> None:
+        with self._lock:
+            self._owned.update(partitions)
+        for d in deliveries:
+            self.add(d)
+
+    def disown(self, partitions: list[int]) -> None:
+        """Partitions taken away: their deliveries are the new owner's (dropped here when they come up)."""
+        with self._lock:
+            self._owned.difference_update(partitions)
+
+    def add(self, d: Delivery) -> None:
+        with self._lock:
+            if d.delivery_id in self._waiting:
+                return
+            self._waiting[d.delivery_id] = d
+            heapq.heappush(self._heap, (d.next_at.timestamp(), next(self._seq), d.delivery_id))
+            self._lock.notify()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with self._lock:
+                wait = self._heap[0][0] - utcnow().timestamp() if self._heap else 0.5
+                if wait > 0:
+                    self._lock.wait(min(wait, 0.5))
+                    continue
+                _, _, delivery_id = heapq.heappop(self._heap)
+                d = self._waiting[delivery_id]
+                if d.partition not in self._owned:
+                    del self._waiting[delivery_id]
+                    continue
+            self.pool.submit(self._attempt, d)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.sender.close()
+
+    def _attempt(self, d: Delivery) -> None:
+        context: dict[str, object] = {"delivery_id": str(d.delivery_id), "target": d.target, "event": d.event}
+        try:
+            status_code = self.sender.send(d, utcnow())
+        except Failed as exc:
+            self._failed(d, exc, context)
+            return
+        except Exception as exc:  # a bug must not kill the worker silently: counted as a failed attempt
+            log.exception("delivery attempt crashed", extra=context)
+            self._failed(d, Failed(f"{type(exc).__name__}: {exc}"), context)
+            return
+        done = d.model_copy(update={"attempts": d.attempts + 1})
+        log.info("delivered", extra={**context, "attempts": done.attempts, "status_code": status_code})
+        if retry_until_done(lambda: self.store.finish(done, "delivered", status_code, None), self.stop, context):
+            self._forget(d)
+
+    def _failed(self, d: Delivery, exc: Failed, context: dict[str, object]) -> None:
+        attempts = d.attempts + 1
+        if exc.retry and attempts <= d.retries:
+            s = self.settings
+            pause = backoff(attempts, s.notify_backoff_min_ms, s.notify_backoff_factor, s.notify_backoff_max_ms)
+            again = d.model_copy(update={"attempts": attempts, "next_at": utcnow() + pause})
+            log.warning("delivery failed; will retry", extra={**context, "attempts": attempts, "error": str(exc)})
+
+            def reschedule() -> None:
+                self.store.keep(again)
+                self.store.record(again, "retrying", exc.status_code, str(exc))
+
+            if retry_until_done(reschedule, self.stop, context):
+                self._forget(d)
+                self.add(again)
+            return
+        gave_up = d.model_copy(update={"attempts": attempts})
+        log.warning("delivery failed; giving up", extra={**context, "attempts": attempts, "error": str(exc)})
+        if retry_until_done(
+            lambda: self.store.finish(gave_up, "failed", exc.status_code, str(exc)), self.stop, context
+        ):
+            self._forget(d)
+
+    def _forget(self, d: Delivery) -> None:
+        with self._lock:
+            self._waiting.pop(d.delivery_id, None)
+
+
+class Notifier:
+    def __init__(self, settings: NotifierSettings, session: Session, producer: EventProducer) -> None:
+        self.settings = settings
+        self.topics = Topics.from_settings(settings)
+        self.producer = producer
+        self.store = Store(session, settings.keyspace)
+        self.links = Links(settings.public_url)
+        ks = settings.keyspace
+        self._session = session
+        self._definition = session.prepare(f"SELECT definition FROM {ks}.jobs WHERE task_id = ? AND job_id = ?")
+        self.dispatcher: Dispatcher | None = None
+        self._stop = threading.Event()
+
+    def run(self, stop: threading.Event) -> None:
+        self._stop = stop
+        if not self.settings.webhook_secret:
+            log.warning("FASTLANE_WEBHOOK_SECRET is not set: webhooks go out unsigned")
+        self.dispatcher = Dispatcher(self.settings, self.store, Sender(self.settings), stop)
+        delivering = threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True)
+        delivering.start()
+        consumer = Consumer(consumer_config(self.settings, group_id(self.settings, "notifier")))
+        consumer.subscribe([self.topics.executions], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        try:
+            while not stop.is_set():
+                msg = consumer.poll(0.5)
+                if not is_record(msg):
+                    continue
+                assert msg is not None
+                context: dict[str, object] = {"topic": msg.topic(), "offset": msg.offset()}
+                if not retry_until_done(lambda m=msg: self._plan(m), stop, context):  # type: ignore[misc]
+                    break  # stopping mid-retry: the message comes again
+                consumer.store_offsets(msg)
+        finally:
+            consumer.close()
+            delivering.join(timeout=self.settings.webhook_timeout_s + 5)
+
+    def _plan(self, msg: Message) -> None:
+        event = decode_or_park(msg, self.producer, self.topics)
+        if not isinstance(event, ExecutionStarted | ExecutionFinished):
+            return
+        row = self._session.execute(self._definition, (event.task_id, event.job_id)).one()
+        if row is None or not row.definition:
+            return  # a job this cluster never recorded: nobody asked for news of it
+        definition = JobDefinition.model_validate_json(row.definition)
+        if not definition.webhooks and not definition.notify:
+            return
+        s = self.settings
+        deliveries = plan(
+            event,
+            definition,
+            msg.partition() or 0,
+            self.links,
+            s.env_blacklist,
+            s.webhook_default_retries,
+            s.mail_retries,
+        )
+        assert self.dispatcher is not None
+        for d in deliveries:
+            if self.store.known(d):
+                continue  # planned when this event came before
+            self.store.plan(d)
+            self.dispatcher.add(d)
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = [p.partition for p in partitions]
+        taken_up: list[Delivery] = []
+        context: dict[str, object] = {"step": "reading pending deliveries", "partitions": numbers}
+        retry_until_done(lambda: taken_up.extend(self.store.pending(numbers)), self._stop, context)
+        if taken_up:
+            log.info("taking up pending deliveries", extra={"count": len(taken_up), "partitions": numbers})
+        assert self.dispatcher is not None
+        self.dispatcher.own(numbers, taken_up)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assert self.dispatcher is not None
+        self.dispatcher.disown([p.partition for p in partitions])
+
+
+def serve(settings: NotifierSettings, stop: threading.Event) -> None:
+    prepare_backends(settings)
+    cluster, session = connect(settings)
+    producer = EventProducer(settings)
+    log.info("notifier started")
+    try:
+        Notifier(settings, session, producer).run(stop)
+    finally:
+        producer.close()
+        cluster.shutdown()
+        log.info("notifier stopped")

@@ -1,0 +1,71 @@
+"""The notifier's Cassandra tables: pending deliveries (what to take up after a restart) and their history
+(what the API shows on an execution)."""
+
+from collections.abc import Iterable
+
+from cassandra.cluster import Session
+
+from services.notifier.plan import Delivery
+from shared.events import utcnow
+
+
+class Store:
+    def __init__(self, session: Session, keyspace: str) -> None:
+        ks = keyspace
+        self._session = session
+        self._pend = session.prepare(
+            f"INSERT INTO {ks}.pending_deliveries (partition, delivery_id, delivery) VALUES (?, ?, ?)"
+        )
+        self._unpend = session.prepare(f"DELETE FROM {ks}.pending_deliveries WHERE partition = ? AND delivery_id = ?")
+        self._pending = session.prepare(f"SELECT delivery FROM {ks}.pending_deliveries WHERE partition = ?")
+        self._record = session.prepare(
+            f"INSERT INTO {ks}.deliveries (task_id, job_id, execution_id, delivery_id, channel, event, target, state,"
+            " attempts, status_code, last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._known = session.prepare(
+            f"SELECT state FROM {ks}.deliveries WHERE task_id = ? AND job_id = ? AND execution_id = ?"
+            " AND delivery_id = ?"
+        )
+
+    def known(self, d: Delivery) -> bool:
+        """Planned before (the event came again): its pending row, if any, is already taken care of."""
+        row = self._session.execute(self._known, (d.task_id, d.job_id, d.execution_id, d.delivery_id)).one()
+        return row is not None
+
+    def plan(self, d: Delivery) -> None:
+        """Pending first, history second: a crash in between plans it again (same id) rather than losing it."""
+        self.keep(d)
+        self.record(d, "pending", None, None)
+
+    def keep(self, d: Delivery) -> None:
+        self._session.execute(self._pend, (d.partition, d.delivery_id, d.model_dump_json()))
+
+    def record(self, d: Delivery, state: str, status_code: int | None, error: str | None) -> None:
+        self._session.execute(
+            self._record,
+            (
+                d.task_id,
+                d.job_id,
+                d.execution_id,
+                d.delivery_id,
+                d.channel,
+                d.event,
+                d.target,
+                state,
+                d.attempts,
+                status_code,
+                error,
+                utcnow(),
+            ),
+        )
+
+    def finish(self, d: Delivery, state: str, status_code: int | None, error: str | None) -> None:
+        """History first, then the pending row: a crash in between sends it once more (same delivery id)."""
+        self.record(d, state, status_code, error)
+        self._session.execute(self._unpend, (d.partition, d.delivery_id))
+
+    def pending(self, partitions: Iterable[int]) -> list[Delivery]:
+        found = []
+        for p in partitions:
+            found += [Delivery.model_validate_json(r.delivery) for r in self._session.execute(self._pending, (p,))]
+        return found
