@@ -9,6 +9,7 @@ delivery id lets receivers de-duplicate)."""
 
 import heapq
 import itertools
+import json
 import logging
 import threading
 import uuid
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from cassandra.cluster import Session
 from confluent_kafka import Consumer, Message, TopicPartition
+from pydantic import ValidationError
 
 from services.notifier.plan import Delivery, Links, backoff, plan
 from services.notifier.send import Failed, Sender
@@ -137,7 +139,9 @@ class Notifier:
         self.links = Links(settings.public_url)
         ks = settings.keyspace
         self._session = session
-        self._definition = session.prepare(f"SELECT definition FROM {ks}.jobs WHERE task_id = ? AND job_id = ?")
+        self._definition = session.prepare(
+            f"SELECT image, command, envs, metadata, definition FROM {ks}.jobs WHERE task_id = ? AND job_id = ?"
+        )
         self.dispatcher: Dispatcher | None = None
         self._stop = threading.Event()
 
@@ -169,9 +173,23 @@ class Notifier:
         if not isinstance(event, ExecutionStarted | ExecutionFinished):
             return
         row = self._session.execute(self._definition, (event.task_id, event.job_id)).one()
-        if row is None or not row.definition:
+        if row is None or not row.definition or not row.image:
             return  # a job this cluster never recorded: nobody asked for news of it
-        definition = JobDefinition.model_validate_json(row.definition)
+        try:
+            definition = JobDefinition.model_validate(
+                {
+                    **json.loads(row.definition),
+                    "image": row.image,
+                    "command": row.command,
+                    "envs": dict(row.envs or {}),
+                    "metadata": json.loads(row.metadata or "{}"),
+                }
+            )
+        except (ValueError, ValidationError) as exc:  # retrying cannot mend it: say so and go on
+            log.error(
+                "job definition unreadable; no notifications", extra={"job_id": str(event.job_id), "error": str(exc)}
+            )
+            return
         if not definition.webhooks and not definition.notify:
             return
         s = self.settings

@@ -10,8 +10,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import message_from_bytes
-from email.message import Message
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
@@ -20,7 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from services.devstack import DevStack
+from services.devstack import DevStack, free_port
 from tests.e2e.lifecycle import post_job, wait_status
 from tests.helpers import eventually
 
@@ -97,14 +97,14 @@ class Mailbox:
     """aiosmtpd handler: keeps every message with its envelope recipients."""
 
     def __init__(self) -> None:
-        self.mails: list[tuple[list[str], Message]] = []
+        self.mails: list[tuple[list[str], EmailMessage]] = []
 
     async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
-        self.mails.append((list(envelope.rcpt_tos), message_from_bytes(content)))
+        self.mails.append((list(envelope.rcpt_tos), message_from_bytes(content, policy=policy.default)))  # type: ignore[arg-type]
         return "250 OK"
 
-    def about(self, task: str) -> list[tuple[list[str], Message]]:
+    def about(self, task: str) -> list[tuple[list[str], EmailMessage]]:
         return [(to, m) for to, m in self.mails if task in str(m["Subject"])]
 
 
@@ -130,7 +130,8 @@ def peers(stack: DevStack) -> Iterator[Peers]:
     receiver = Receiver()
     url = receiver.start()
     mailbox = Mailbox()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=0)
+    smtp_port = free_port()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
     env = {
         "FASTLANE_WEBHOOK_SECRET": SECRET,
@@ -138,7 +139,7 @@ def peers(stack: DevStack) -> Iterator[Peers]:
         "FASTLANE_NOTIFY_BACKOFF_MIN_MS": "700",
         "FASTLANE_NOTIFY_BACKOFF_FACTOR": "2",
         "FASTLANE_SMTP_HOST": "127.0.0.1",
-        "FASTLANE_SMTP_PORT": str(smtp.server.sockets[0].getsockname()[1]),
+        "FASTLANE_SMTP_PORT": str(smtp_port),
         "FASTLANE_PUBLIC_URL": stack.url,
     }
     with httpx.Client(base_url=stack.url, timeout=10) as client:
@@ -275,11 +276,12 @@ def test_mails_go_to_the_addresses_of_each_event_with_text_html_and_a_link_to_th
     assert sorted(sorted(to) for to, _ in mails) == [["dev@example.com", "ops@example.com"], ["ops@example.com"]]
     for _, mail in mails:
         assert f"{job['taskId']}: execution done" in str(mail["Subject"])
-        text = mail.get_body(preferencelist=("plain",))  # type: ignore[attr-defined]
-        html = mail.get_body(preferencelist=("html",))  # type: ignore[attr-defined]
-        assert f"{job['executionUrl']}/logs" in text.get_content()
-        assert f'href="{job["executionUrl"]}/logs"' in html.get_content()
-        assert "Exit code: 0" in text.get_content()
+        text = mail.get_body(preferencelist=("plain",))
+        html = mail.get_body(preferencelist=("html",))
+        assert text is not None and html is not None
+        assert f"{job['executionUrl']}/logs" in text.get_content()  # type: ignore[attr-defined]
+        assert f'href="{job["executionUrl"]}/logs"' in html.get_content()  # type: ignore[attr-defined]
+        assert "Exit code: 0" in text.get_content()  # type: ignore[attr-defined]
     shown = deliveries(peers.client, job["executionUrl"])
     assert {(d["channel"], d["event"], d["state"]) for d in shown} == {
         ("mail", "succeeds", "delivered"),
@@ -303,4 +305,5 @@ def test_a_notifier_killed_mid_retry_completes_the_delivery_after_restart(peers:
     )
     after = peers.receiver.at(f"/down/{key}/finishes")
     assert len(after) > before and len({a.body["delivery"]["id"] for a in after}) == 1
-    assert shown[0]["statusCode"] == 200 and shown[0]["attempts"] >= 3
+    # the attempt in flight when it was killed may go uncounted: at least one failure, then the success
+    assert shown[0]["statusCode"] == 200 and shown[0]["attempts"] >= 2
