@@ -52,6 +52,22 @@ def test_the_blacklist_is_configurable(backends: ApiSettings) -> None:
         assert c.get(job["jobUrl"]).json()["job"]["envs"] == {"GH_TOKEN": "***", "DB_PASSWORD": "visible"}
 
 
+def test_webhooks_to_private_addresses_can_be_refused(backends: ApiSettings) -> None:
+    hooks = {"finishes": [{"url": "http://192.168.1.9/hook", "headers": {"Authorization": "Bearer x"}}]}
+    with api_client(backends, webhooks_refuse_private=True) as c:
+        response = c.post("/tasks/refused-hook", json={"image": "i", "command": "c", "webhooks": hooks})
+        assert response.status_code == 400
+        assert "'http://192.168.1.9/hook' is not a public address" in response.json()["error"]
+    with api_client(backends) as c:  # allowed by default
+        job = post(c, webhooks=hooks, notify={"fails": ["ops@example.com"]})
+        shown = c.get(job["jobUrl"]).json()["job"]
+        assert shown["webhooks"] == {
+            "finishes": [{"url": "http://192.168.1.9/hook", "headers": {"Authorization": "***"}, "retries": None}]
+        }
+        assert shown["notify"] == {"fails": ["ops@example.com"]}
+        assert "Bearer x" not in c.get(job["jobUrl"]).text
+
+
 def test_metadata_is_kept_under_custom(client: TestClient) -> None:
     job = post(client, metadata={"team": "billing", "n": [1, 2]})
     assert client.get(job["jobUrl"]).json()["job"]["metadata"] == {"custom": {"team": "billing", "n": [1, 2]}}
