@@ -96,6 +96,9 @@ SCHEMA = [
         host text, execution_id timeuuid, due text, PRIMARY KEY ((host), execution_id))""",
     """CREATE TABLE IF NOT EXISTS {ks}.job_counters (
         task_id text, job_id uuid, executions counter, PRIMARY KEY ((task_id, job_id)))""",
+    # Stop requests (StopExecution), kept a week: a runner that was down when one was broadcast finds it here.
+    """CREATE TABLE IF NOT EXISTS {ks}.stop_requests (execution_id timeuuid PRIMARY KEY, requested_at timestamp)
+    WITH default_time_to_live = 604800""",
     # --- the notifier's deliveries (services/notifier/) ---
     # Deliveries not finished yet, by the partition of the execution event that caused them: the notifier
     # holding that partition of `executions` owns them, and takes them up after a restart or a rebalance.

@@ -25,6 +25,7 @@ from shared.events import (
     JobRetryRequested,
     JobStopRequested,
     JobUpdated,
+    StopExecution,
 )
 
 
@@ -91,6 +92,9 @@ class Projections:
         )
         self._blacklist = session.prepare(f"INSERT INTO {ks}.blacklist (host, since) VALUES (?, ?) USING TIMESTAMP ?")
         self._unblacklist = session.prepare(f"DELETE FROM {ks}.blacklist USING TIMESTAMP ? WHERE host = ?")
+        self._stop_requested = session.prepare(
+            f"INSERT INTO {ks}.stop_requests (execution_id, requested_at) VALUES (?, ?)"
+        )
         self._handlers: dict[type, Callable[[Any], None]] = {
             HostBlacklisted: self.host_blacklisted,
             JobRequested: self.job_requested,
@@ -101,6 +105,7 @@ class Projections:
             ExecutionPulling: self.execution_pulling,
             ExecutionStarted: self.execution_started,
             ExecutionFinished: self.execution_finished,
+            StopExecution: self.stop_execution,
         }
 
     def host_blacklisted(self, e: HostBlacklisted) -> None:
@@ -110,9 +115,14 @@ class Projections:
         else:
             self._session.execute(self._unblacklist, (ts, e.host))
 
+    def stop_execution(self, e: StopExecution) -> None:
+        """Remembered for the runner that holds the execution: it also looks here, for the stop requests
+        broadcast while it was down."""
+        self._session.execute(self._stop_requested, (e.execution_id, e.occurred_at))
+
     def apply(self, event: Event | Command) -> None:
         handler = self._handlers.get(type(event))
-        if handler is not None:  # stop orders and broadcasts change no table
+        if handler is not None:  # stop orders change no table
             handler(event)
 
     def job_requested(self, e: JobRequested | JobUpdated) -> None:

@@ -33,6 +33,7 @@ class Ledger:
         self._held = session.prepare(f"SELECT due FROM {ks}.host_executions WHERE host = ?")
         self._last_seen = session.prepare(f"SELECT last_seen FROM {ks}.hosts WHERE host = ?")
         self._blacklisted = session.prepare(f"SELECT host FROM {ks}.blacklist WHERE host = ?")
+        self._stop_requested = session.prepare(f"SELECT execution_id FROM {ks}.stop_requests WHERE execution_id = ?")
 
     def claim(self, due: ExecutionDue, host: str) -> tuple[str, bool]:
         """Record `due` as held by `host`, then claim it; returns (owner, whether this call claimed it).
@@ -75,3 +76,8 @@ class Ledger:
 
     def blacklisted(self, host: str) -> bool:
         return self._session.execute(self._blacklisted, (host,)).one() is not None
+
+    def stops_requested(self, execution_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        """Those of `execution_ids` someone asked to stop (all reads in flight at once)."""
+        reads = [self._session.execute_async(self._stop_requested, (eid,)) for eid in execution_ids]
+        return [eid for eid, read in zip(execution_ids, reads, strict=True) if read.result().one() is not None]

@@ -327,6 +327,7 @@ class Runner:
             try:
                 self.blacklisted = self.ledger.blacklisted(self.host)
                 self._reap_lost_hosts()
+                self._catch_up_on_stops()
             except Exception as exc:
                 log.warning("ledger unavailable", extra={"error": str(exc)})
             beat = RunnerHeartbeat(
@@ -344,6 +345,13 @@ class Runner:
             except KafkaException as exc:
                 log.warning("heartbeat not sent", extra={"error": str(exc)})
             stop.wait(self.settings.heartbeat_interval_s)
+
+    def _catch_up_on_stops(self) -> None:
+        """Stop requests broadcast while this runner was down (or before it listened) are in Cassandra too."""
+        with self._held_lock:
+            held = list(self._held)
+        for execution_id in self.ledger.stops_requested(held) if held else []:
+            self.stops.request(execution_id)
 
     def _reap_lost_hosts(self) -> None:
         lost_before = utcnow() - timedelta(seconds=self.settings.host_lost_after_s)

@@ -252,6 +252,18 @@ def test_a_runner_killed_mid_execution_takes_its_containers_up_again(farms: Farm
     assert len(finished) == 1
 
 
+def test_a_stop_sent_while_the_runner_is_down_stops_the_container_when_it_is_back(farms: Farms) -> None:
+    job = post_job(farms.client, "sleep 120", task=farms.task("beta"))
+    wait_status(farms.client, job["executionUrl"], {"running"})
+    farms.stack.kill("b1")
+    response = farms.client.post(f"{job['executionUrl']}/stop")
+    assert response.status_code == 200, response.text
+    time.sleep(2)  # the StopExecution is broadcast while no runner of beta listens
+    farms.runner("b1")
+    execution = wait_status(farms.client, job["executionUrl"], FINAL, timeout=60)
+    assert (execution["status"], execution["error"]) == ("stopped", "stopped on request"), execution
+
+
 def test_a_runner_that_ended_while_its_container_ran_reports_it_when_back(farms: Farms) -> None:
     job = post_job(farms.client, "sh -c 'echo bye; sleep 1; exit 4'", task=farms.task("beta"))
     wait_status(farms.client, job["executionUrl"], {"running"})
