@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_not_exception_type, wait_exponential
@@ -157,18 +157,22 @@ def run_consumer(
     settings: Settings,
     group: str,
     subscribe_to: list[str],
-    handle: Callable[[Event], None],
+    handle: Callable[[Event, Message], None],
     producer: EventProducer,
     stop: threading.Event,
+    on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+    on_revoke: Callable[[Consumer, list[TopicPartition]], None] | None = None,
 ) -> None:
-    """Poll `subscribe_to` until `stop` is set, calling `handle` for each event in order.
+    """Poll `subscribe_to` until `stop` is set, calling `handle` for each event (with its message) in order;
+    `on_assign`/`on_revoke` are told of rebalances.
 
     A handler that raises is retried (growing pauses) until it succeeds: the offset is only stored after
     success, so a crash means redelivery, never loss. Handlers must therefore be idempotent.
     """
     topics = Topics.from_settings(settings)
     consumer = Consumer(consumer_config(settings, group))
-    consumer.subscribe(subscribe_to)
+    callbacks = {name: f for name, f in (("on_assign", on_assign), ("on_revoke", on_revoke)) if f is not None}
+    consumer.subscribe(subscribe_to, **callbacks)
     try:
         while not stop.is_set():
             msg = consumer.poll(0.5)
@@ -177,7 +181,7 @@ def run_consumer(
             assert msg is not None
             event = decode_or_park(msg, producer, topics)
             context = {"type": getattr(event, "type", None), "topic": msg.topic(), "offset": msg.offset()}
-            if event is not None and not retry_until_done(partial(handle, event), stop, context):
+            if event is not None and not retry_until_done(partial(handle, event, msg), stop, context):
                 break  # stopping mid-retry: leave the offset unstored so the message comes again
             consumer.store_offsets(msg)
     finally:

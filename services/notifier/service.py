@@ -23,8 +23,8 @@ from services.notifier.plan import Delivery, Links, backoff, plan
 from services.notifier.send import Failed, Sender
 from services.notifier.store import Store
 from shared.cassandra import connect
-from shared.events import ExecutionFinished, ExecutionStarted, JobDefinition, utcnow
-from shared.kafka import EventProducer, consumer_config, decode_or_park, is_record, retry_until_done
+from shared.events import Event, ExecutionFinished, ExecutionStarted, JobDefinition, utcnow
+from shared.kafka import EventProducer, retry_until_done, run_consumer
 from shared.lifecycle import prepare_backends
 from shared.settings import NotifierSettings
 from shared.topics import Topics, group_id
@@ -152,24 +152,21 @@ class Notifier:
         self.dispatcher = Dispatcher(self.settings, self.store, Sender(self.settings), stop)
         delivering = threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True)
         delivering.start()
-        consumer = Consumer(consumer_config(self.settings, group_id(self.settings, "notifier")))
-        consumer.subscribe([self.topics.executions], on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
-            while not stop.is_set():
-                msg = consumer.poll(0.5)
-                if not is_record(msg):
-                    continue
-                assert msg is not None
-                context: dict[str, object] = {"topic": msg.topic(), "offset": msg.offset()}
-                if not retry_until_done(lambda m=msg: self._plan(m), stop, context):  # type: ignore[misc]
-                    break  # stopping mid-retry: the message comes again
-                consumer.store_offsets(msg)
+            run_consumer(
+                self.settings,
+                group_id(self.settings, "notifier"),
+                [self.topics.executions],
+                self._plan,
+                self.producer,
+                stop,
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+            )
         finally:
-            consumer.close()
             delivering.join(timeout=self.settings.webhook_timeout_s + 5)
 
-    def _plan(self, msg: Message) -> None:
-        event = decode_or_park(msg, self.producer, self.topics)
+    def _plan(self, event: Event, msg: Message) -> None:
         if not isinstance(event, ExecutionStarted | ExecutionFinished):
             return
         row = self._session.execute(self._definition, (event.task_id, event.job_id)).one()

@@ -3,6 +3,8 @@
 import logging
 import threading
 
+from confluent_kafka import Message
+
 from shared.cassandra import connect
 from shared.events import Event
 from shared.indexes import Indexes
@@ -23,7 +25,7 @@ def serve(settings: Settings, stop: threading.Event) -> None:
     projections = Projections(session, settings.keyspace)
     indexes = Indexes(session, settings.keyspace)
 
-    def record(event: Event) -> None:
+    def record(event: Event, _msg: Message) -> None:
         projections.apply(event)
         indexes.apply(event)
 

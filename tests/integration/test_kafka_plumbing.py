@@ -20,7 +20,11 @@ def due_event() -> ExecutionDue:
 def consume_in_thread(settings: Settings, group: str, topic: str, handle):  # type: ignore[no-untyped-def]
     stop = threading.Event()
     producer = EventProducer(settings)
-    thread = threading.Thread(target=run_consumer, args=(settings, group, [topic], handle, producer, stop))
+
+    def handle_event(event, _msg):  # type: ignore[no-untyped-def]
+        handle(event)
+
+    thread = threading.Thread(target=run_consumer, args=(settings, group, [topic], handle_event, producer, stop))
     thread.start()
     return thread, stop
 
