@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.events import RetryBackoff
 from shared.farms import Farm, name_farms
 
 
@@ -105,6 +106,12 @@ class NotifierSettings(Settings):
     smtp_password: str = ""
     smtp_from: str = "fastlane@localhost"
     smtp_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @property
+    def notify_backoff(self) -> RetryBackoff:
+        return RetryBackoff(
+            min_ms=self.notify_backoff_min_ms, factor=self.notify_backoff_factor, max_ms=self.notify_backoff_max_ms
+        )
 
 
 class RunnerSettings(Settings):

@@ -43,6 +43,7 @@ from shared.events import (
 )
 from shared.farms import farm_for
 from shared.indexes import task_words
+from shared.links import Links
 from shared.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -101,20 +102,11 @@ def parse_uuid(value: str, what: str) -> uuid.UUID:
         raise BadRequest(f"{what} must be a UUID, got {value!r}") from exc
 
 
-class Urls:
+class Urls(Links):
     """Absolute URLs of resources, based on the address the client used."""
 
     def __init__(self, request: Request) -> None:
-        self.base = str(request.base_url).rstrip("/")
-
-    def task(self, task_id: str) -> str:
-        return f"{self.base}/tasks/{task_id}"
-
-    def job(self, task_id: str, job_id: uuid.UUID | str) -> str:
-        return f"{self.task(task_id)}/jobs/{job_id}"
-
-    def execution(self, task_id: str, job_id: uuid.UUID | str, execution_id: uuid.UUID | str) -> str:
-        return f"{self.job(task_id, job_id)}/executions/{execution_id}"
+        super().__init__(str(request.base_url))
 
 
 @route("POST", "/tasks/{task_id}", summary="Enqueue a job in a task (created on first use)", **writes(Enqueued))

@@ -4,12 +4,13 @@ import hashlib
 import hmac
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from shared.events import ExecutionFinished, ExecutionStarted, JobDefinition
+from shared.links import Links
 from shared.redaction import redact
 
 Channel = Literal["webhook", "mail"]
@@ -49,22 +50,6 @@ def event_names(event: ExecutionStarted | ExecutionFinished) -> list[str]:
     if event.status in ("failed", "timedout"):
         return ["fails", "finishes"]
     return ["finishes"]
-
-
-class Links:
-    """The API's URLs, from its public base."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base.rstrip("/")
-
-    def task(self, task_id: str) -> str:
-        return f"{self.base}/tasks/{task_id}"
-
-    def job(self, task_id: str, job_id: uuid.UUID) -> str:
-        return f"{self.task(task_id)}/jobs/{job_id}"
-
-    def execution(self, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID) -> str:
-        return f"{self.job(task_id, job_id)}/executions/{execution_id}"
 
 
 def payload(
@@ -157,11 +142,6 @@ def plan(
 
 def delivery_id(execution_id: uuid.UUID, event: str, channel: Channel, index: int) -> uuid.UUID:
     return uuid.uuid5(DELIVERIES, f"{execution_id}:{event}:{channel}:{index}")
-
-
-def backoff(attempt: int, min_ms: int, factor: float, max_ms: int) -> timedelta:
-    """Pause after failed attempt `attempt` (from 1): min(max, min * factor ** (attempt - 1))."""
-    return timedelta(milliseconds=min(max_ms, min_ms * factor ** (attempt - 1)))
 
 
 def webhook_body(delivery: Delivery, sent_at: datetime) -> bytes:

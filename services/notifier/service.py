@@ -19,13 +19,15 @@ from cassandra.cluster import Session
 from confluent_kafka import Consumer, Message, TopicPartition
 from pydantic import ValidationError
 
-from services.notifier.plan import Delivery, Links, backoff, plan
+from services.notifier.plan import Delivery, plan
 from services.notifier.send import Failed, Sender
 from services.notifier.store import Store
 from shared.cassandra import connect
 from shared.events import Event, ExecutionFinished, ExecutionStarted, JobDefinition, utcnow
 from shared.kafka import EventProducer, retry_until_done, run_consumer
 from shared.lifecycle import prepare_backends
+from shared.links import Links
+from shared.schedule import backoff_delay
 from shared.settings import NotifierSettings
 from shared.topics import Topics, group_id
 
@@ -66,10 +68,6 @@ class Dispatcher:
             heapq.heappush(self._heap, (d.next_at.timestamp(), next(self._seq), d.delivery_id))
             self._lock.notify()
 
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._waiting)
-
     def run(self) -> None:
         while not self.stop.is_set():
             with self._lock:
@@ -105,8 +103,7 @@ class Dispatcher:
     def _failed(self, d: Delivery, exc: Failed, context: dict[str, object]) -> None:
         attempts = d.attempts + 1
         if exc.retry and attempts <= d.retries:
-            s = self.settings
-            pause = backoff(attempts, s.notify_backoff_min_ms, s.notify_backoff_factor, s.notify_backoff_max_ms)
+            pause = backoff_delay(attempts, self.settings.notify_backoff)
             again = d.model_copy(update={"attempts": attempts, "next_at": utcnow() + pause})
             log.warning("delivery failed; will retry", extra={**context, "attempts": attempts, "error": str(exc)})
 

@@ -8,10 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.notifier.plan import Links, backoff, event_names, plan, signature, webhook_body
+from services.notifier.plan import event_names, plan, signature, webhook_body
 from services.notifier.send import mail_message
 from shared.addresses import is_private, literal_private, resolves_private, url_problem
 from shared.events import ExecutionFinished, ExecutionStarted, JobDefinition, Webhook
+from shared.links import Links
+from shared.schedule import backoff_delay
+from shared.settings import NotifierSettings
 
 LINKS = Links("http://fl.example:10000/")
 IDS = {"task_id": "t1", "job_id": uuid.uuid4(), "execution_id": uuid.uuid1()}
@@ -97,7 +100,8 @@ def test_the_body_carries_the_delivery_and_the_signature_is_an_hmac_of_it() -> N
 
 
 def test_backoff_grows_by_the_factor_up_to_the_maximum() -> None:
-    pauses = [backoff(n, 500, 2.0, 3000) for n in range(1, 6)]
+    policy = NotifierSettings(notify_backoff_min_ms=500, notify_backoff_factor=2.0, notify_backoff_max_ms=3000)
+    pauses = [backoff_delay(n, policy.notify_backoff) for n in range(1, 6)]
     assert pauses == [timedelta(milliseconds=ms) for ms in (500, 1000, 2000, 3000, 3000)]
 
 
