@@ -44,7 +44,7 @@ case "${1:-}" in
       log "cassandra already answers on 127.0.0.1:9042 (started by make test?); using it"
       exec sleep infinity
     fi
-    prepare; run_with_grace 2 java "${JAVA_ARGS[@]}" ;;
+    prepare; coarse_timers; run_with_grace 2 java "${JAVA_ARGS[@]}" ;;
   start)
     if port_open 9042; then log "Cassandra already answers on 127.0.0.1:9042"; exit 0; fi
     jars

@@ -48,7 +48,7 @@ case "${1:-}" in
       log "kafka already answers on 127.0.0.1:9092 (started by make test?); using it"
       exec sleep infinity
     fi
-    prepare; run_with_grace 2 java "${JAVA_ARGS[@]}" kafka.Kafka "$CONF" ;;
+    prepare; coarse_timers; run_with_grace 2 java "${JAVA_ARGS[@]}" kafka.Kafka "$CONF" ;;
   start)
     if port_open 9092; then log "Kafka already answers on 127.0.0.1:9092"; exit 0; fi
     prepare

@@ -10,7 +10,6 @@ from typing import Any, Literal, Protocol
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.models.containers import Container
 from docker.utils import parse_repository_tag
 
 LABEL = "fastlane.execution-id"
@@ -108,13 +107,11 @@ class DockerRuntime:
         try:
             if self._pull_policy == "Always":
                 self._pull(spec.image, on_pull)
-            container, reused = self._create(spec, on_pull)
-            if container.status == "created":
-                container.start()
-                return Started(str(container.id))
-            return Started(
-                str(container.id), _engine_time(container.attrs["State"].get("StartedAt")) if reused else None
-            )
+            container_id, state = self._create(spec, on_pull)
+            if state is None or state.get("Status") == "created":
+                self._client.api.start(container_id)
+                return Started(container_id)
+            return Started(container_id, _engine_time(state.get("StartedAt")))
         except APIError as exc:
             raise RuntimeFailure(_explain(exc)) from exc
         except (DockerException, requests.exceptions.RequestException) as exc:
@@ -127,30 +124,40 @@ class DockerRuntime:
         auth = self._registry_auth.get(registry)
         self._client.images.pull(repository, tag=tag, auth_config=auth)
 
-    def _create(self, spec: ContainerSpec, on_pull: Callable[[], None]) -> tuple[Container, bool]:
-        """Create straight away (the common case costs one engine call); pull only when the image is missing,
-        and fall back to the existing container when the name is taken (a redelivered execution)."""
-        kwargs: dict[str, Any] = {
-            "command": spec.argv,
-            "name": spec.name,
-            "environment": spec.envs,
-            "labels": spec.labels,
-            "detach": True,
-            "privileged": False,
-            "extra_hosts": spec.extra_hosts or None,
-        }
-        if spec.cpus is not None:
-            kwargs["nano_cpus"] = int(spec.cpus * 1e9)
-        if spec.memory_mb is not None:
-            kwargs["mem_limit"] = f"{spec.memory_mb}m"
+    def _create(self, spec: ContainerSpec, on_pull: Callable[[], None]) -> tuple[str, dict[str, Any] | None]:
+        """Create straight away with the low-level client (one engine call in the common case: the high-level
+        one inspects each new container too); pull only when the image is missing. When the name is taken (a
+        redelivered execution), the existing container's id and state instead."""
+        api = self._client.api
+        host_config = api.create_host_config(
+            privileged=False,
+            extra_hosts=spec.extra_hosts or None,
+            nano_cpus=int(spec.cpus * 1e9) if spec.cpus is not None else None,
+            mem_limit=f"{spec.memory_mb}m" if spec.memory_mb is not None else None,
+        )
+
+        def create() -> str:
+            created = api.create_container(
+                spec.image,
+                command=spec.argv,
+                name=spec.name,
+                environment=spec.envs,
+                labels=spec.labels,
+                detach=True,
+                host_config=host_config,
+            )
+            return str(created["Id"])
+
         try:
-            return self._client.containers.create(spec.image, **kwargs), False
-        except ImageNotFound:
-            self._pull(spec.image, on_pull)
-            return self._client.containers.create(spec.image, **kwargs), False
+            try:
+                return create(), None
+            except ImageNotFound:
+                self._pull(spec.image, on_pull)
+                return create(), None
         except APIError as exc:
             if exc.status_code == 409:  # name conflict: this execution's container already exists
-                return self._client.containers.get(spec.name), True
+                found = api.inspect_container(spec.name)
+                return str(found["Id"]), found["State"]
             raise
 
     def wait(self, container_id: str, seconds: float) -> int | None:
