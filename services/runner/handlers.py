@@ -79,8 +79,12 @@ def run_execution(
     limits: Limits,
     stop: threading.Event,
     cancel: threading.Event | None = None,
+    on_exit: Callable[[], None] | None = None,
 ) -> None:
     """Run the container of `due` to its end, publishing ExecutionStarted and ExecutionFinished.
+
+    `on_exit` is called as soon as the container has ended, before its logs are read and reported and it is
+    removed: the caller may start another container then (an ended container no longer counts as running).
 
     Ends `expired` without running when it is past its expiration, `stopped` when `cancel` is set (before or
     while it runs), `timedout` when it runs longer than its timeout (capped by the hard limit). Raises
@@ -123,6 +127,8 @@ def run_execution(
             while (exit_code := runtime.wait(container_id, limits.stop_grace_s + 5)) is None:
                 runtime.stop(container_id, 0)
             break
+    if on_exit is not None:
+        on_exit()
     stdout, stderr = runtime.logs(container_id)
     publish(
         ExecutionFinished(

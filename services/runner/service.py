@@ -84,23 +84,25 @@ class Runner:
         self.ledger = ledger
         self.tracker = OffsetTracker()
         self.finished: queue.SimpleQueue[tuple[str, int, int]] = queue.SimpleQueue()
-        self.pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="execution")
+        # Messages taken ahead of a free slot: a freed slot starts the next one at once instead of waiting for a
+        # fetch from the broker (hundreds of ms after a resume, measured). Each message in hand has a thread;
+        # at most `capacity` of them run a container at once (`_take_slot`).
+        self.lookahead = self.capacity
+        self.pool = ThreadPoolExecutor(self.capacity + self.lookahead, thread_name_prefix="execution")
         self.consumer: Consumer | None = None  # a fresh one each time this runner joins its farm's group
         self._paused = False
         self._reassigned = False
-        self._slot_freed = threading.Event()
+        self._slot_freed = threading.Event()  # wakes the poll loop when a message in hand is done with
         self.limits = Limits(settings.max_log_bytes, settings.timeout_hard_limit_s, settings.stop_grace_s)
         self.stops = StopRequests()
         self.breaker = Breaker(settings.breaker_threshold, settings.breaker_open_s)
         self.blacklisted = False
         self._held: set[uuid.UUID] = set()  # in hand: running, or queued for a worker
         self._held_lock = threading.Lock()
-        self._running = 0  # claimed and running (at most `capacity`: one worker each)
+        self._slot_free = threading.Condition(self._held_lock)
+        self._running = 0  # slots taken: containers being started or running (at most `capacity`)
         self._unsettled = 0  # handed to a worker, neither claimed nor skipped yet
         self._draining = False  # leaving the group: queued messages are left to the farm
-        # Messages taken ahead of a free worker: a freed slot starts the next one at once instead of waiting
-        # for a fetch from the broker (hundreds of ms after a resume, measured). Never run beyond capacity.
-        self.lookahead = self.capacity
 
     def run(self, stop: threading.Event) -> None:
         listener = threading.Thread(target=self._listen_for_stops, args=(stop,), name="stop-listener", daemon=True)
@@ -221,14 +223,25 @@ class Runner:
         with self._held_lock:
             return self._unsettled
 
-    def _settled_adopted(self) -> None:
-        with self._held_lock:
-            self._running += 1
-
-    def _settled(self, running: bool) -> None:
+    def _settled(self) -> None:
         with self._held_lock:
             self._unsettled -= 1
-            self._running += running
+
+    def _take_slot(self, stop: threading.Event) -> bool:
+        """Wait for one of the `capacity` slots; False when the runner stops or leaves its farm's group first
+        (the message is then left unacknowledged, to the farm)."""
+        with self._slot_free:
+            while self._running >= self.capacity and not (self._draining or stop.is_set()):
+                self._slot_free.wait(0.2)
+            if self._draining or stop.is_set():
+                return False
+            self._running += 1
+            return True
+
+    def _give_slot(self) -> None:
+        with self._slot_free:
+            self._running -= 1
+            self._slot_free.notify()
 
     def _dispatch(self, msg: Message, stop: threading.Event) -> None:
         partition = (msg.topic() or "", msg.partition() or 0)
@@ -252,32 +265,42 @@ class Runner:
         eid = due.execution_id
         context: dict[str, object] = {"execution_id": str(eid)}
         cancel = self.stops.track(eid)
-        counted = False
+        slot = False
+
+        def give_slot() -> None:  # once: when the container has ended, or when the work ends without one
+            nonlocal slot
+            if slot:
+                slot = False
+                self._give_slot()
+
         try:
             if message is None:  # taken up after a restart: running already
-                self._settled_adopted()
-                counted = True
+                with self._held_lock:
+                    self._running += 1
+                slot = True
             else:
-                if self._draining:  # queued when this runner left its farm's group: another runner takes it
-                    self._settled(running=False)
+                # Queued when this runner left its farm's group: another runner takes it.
+                slot = self._take_slot(stop)
+                if not slot:
+                    self._settled()
                     return
                 claims: list[tuple[str, bool]] = []
                 if not retry_until_done(lambda: claims.append(self.ledger.claim(due, self.host)), stop, context):
-                    self._settled(running=False)
+                    self._settled()
                     return
                 self.finished.put(message)  # claimed (or someone else's): the message is done with
+                self._settled()
                 owner, claimed = claims[-1]
-                self._settled(running=claimed)
-                counted = claimed
                 if not claimed:
                     # Another host runs it, or this host ran it already (a redelivery after a restart).
                     log.info("already claimed; not run again", extra={**context, "owner": owner})
+                    give_slot()
                     if owner == self.host:
                         retry_until_done(lambda: self.ledger.done(eid, self.host), stop, context)
                     return
 
             def attempt() -> None:
-                run_execution(due, self.runtime, self._publish, self.host, self.limits, stop, cancel)
+                run_execution(due, self.runtime, self._publish, self.host, self.limits, stop, cancel, give_slot)
 
             try:
                 if not retry_until_done(attempt, stop, context, give_up_on=(Interrupted, EngineUnavailable)):
@@ -291,10 +314,10 @@ class Runner:
             self.breaker.success()
             retry_until_done(lambda: self.ledger.done(eid, self.host), stop, context)
         finally:
+            give_slot()
             self.stops.untrack(eid)
             with self._held_lock:
                 self._held.discard(eid)
-                self._running -= counted
             self._slot_freed.set()
 
     def _hand_back(self, due: ExecutionDue, error: str, stop: threading.Event) -> None:

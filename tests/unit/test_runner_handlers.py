@@ -154,3 +154,22 @@ def test_a_stop_request_before_it_starts_means_it_never_runs() -> None:
     [finished] = run(due(), runtime, cancel=cancel)
     assert isinstance(finished, ExecutionFinished) and finished.status == "stopped"
     assert runtime.started == []
+
+
+def test_the_slot_is_given_back_once_the_container_has_ended_before_it_is_reported() -> None:
+    """An ended container no longer counts as running: the caller may start the next one while this one's
+    logs are reported and it is removed."""
+    runtime = FakeRuntime(exit_code=0, runs_for=2)
+    published: list[Message] = []
+    seen_at_exit: list[tuple[int, list[str]]] = []
+    run_execution(
+        due(),
+        runtime,
+        published.append,
+        "host-1",
+        Limits(),
+        threading.Event(),
+        on_exit=lambda: seen_at_exit.append((len(published), list(runtime.removed))),
+    )
+    assert seen_at_exit == [(1, [])]  # once; after ExecutionStarted, before ExecutionFinished and the removal
+    assert isinstance(published[-1], ExecutionFinished) and runtime.removed == ["cid-1"]
