@@ -1,14 +1,37 @@
 #!/usr/bin/env bash
 # A second Docker engine on this machine (own socket, data-root, exec-root and bridge), standing in for a
 # second Docker host in the farm tests. Loads the test image into it. (Not `--bridge none`: that makes dockerd
-# delete the docker0 bridge the first engine uses.)
+# delete the docker0 bridge the first engine uses.) Besides its socket it listens on tcp://127.0.0.1:$TLS_PORT
+# with TLS and client certificates required, as a remote engine is reached; the certificates (a throwaway CA,
+# the engine's, a client's) are made with openssl in $RUNDIR/docker2-tls.
 #   second-engine.sh start|stop   (prints nothing on success; the socket is $RUNDIR/docker2.sock)
 source "$(dirname "$0")/common.sh"
 SOCK="$RUNDIR/docker2.sock"
 PIDFILE="$RUNDIR/docker2.pid"
 EXECROOT="$RUNDIR/docker2-exec"  # per checkout: two clones' engines must not share containerd's state
 D2=(docker -H "unix://$SOCK")
+TLS="$RUNDIR/docker2-tls"
+TLS_PORT=23760
 up() { "${D2[@]}" info >/dev/null 2>&1; }
+
+# certificates CN [EXTENSIONS]: a key and a certificate signed by the throwaway CA
+certificate() {
+  local name=$1 cn=$2 ext=$3
+  openssl req -new -newkey rsa:2048 -nodes -subj "/CN=$cn" -keyout "$TLS/$name-key.pem" -out "$TLS/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$TLS/$name.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca-key.pem" -CAcreateserial -days 30 \
+    -extfile <(printf '%s\n' "$ext") -out "$TLS/$name.pem" 2>/dev/null
+}
+
+certificates() {
+  [ -f "$TLS/client.pem" ] && openssl x509 -checkend 86400 -noout -in "$TLS/client.pem" >/dev/null && return
+  command -v openssl >/dev/null || die "openssl is needed for the second engine's TLS certificates"
+  rm -rf "$TLS"; mkdir -p "$TLS"
+  openssl req -x509 -new -newkey rsa:2048 -nodes -days 30 -subj "/CN=fastlane test CA" \
+    -keyout "$TLS/ca-key.pem" -out "$TLS/ca.pem" 2>/dev/null
+  certificate server 127.0.0.1 "subjectAltName=IP:127.0.0.1
+extendedKeyUsage=serverAuth"
+  certificate client fastlane-runner "extendedKeyUsage=clientAuth"
+}
 
 case "${1:-start}" in
   start)
@@ -21,7 +44,10 @@ case "${1:-start}" in
         ip addr add 172.30.99.1/24 dev fl2br0
         ip link set fl2br0 up
       fi
-      setsid nohup dockerd -H "unix://$SOCK" --data-root "$DATA/docker2" --exec-root "$EXECROOT" \
+      certificates
+      setsid nohup dockerd -H "unix://$SOCK" -H "tcp://127.0.0.1:$TLS_PORT" \
+        --tlsverify --tlscacert "$TLS/ca.pem" --tlscert "$TLS/server.pem" --tlskey "$TLS/server-key.pem" \
+        --data-root "$DATA/docker2" --exec-root "$EXECROOT" \
         --pidfile "$PIDFILE" --bridge fl2br0 --iptables=false --ip6tables=false \
         >"$LOGS/dockerd2.log" 2>&1 </dev/null &
       wait_for "second dockerd" 60 up

@@ -13,6 +13,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils import parse_repository_tag
 
 LABEL = "fastlane.execution-id"
+TLS_API_VERSION = "1.41"
 
 
 class RuntimeFailure(Exception):
@@ -93,7 +94,14 @@ class DockerRuntime:
         registry_auth: dict[str, dict[str, str]] | None = None,
         tls: docker.tls.TLSConfig | None = None,
     ) -> None:
-        self._client = docker.DockerClient(base_url=base_url, tls=tls or False) if base_url else docker.from_env()
+        if tls is not None:
+            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace the engine's CA (docker-py issue 2433):
+            # the engine is reached with its own CA only. The client would talk to the engine before that can
+            # be set, to negotiate the API version, so the version is fixed instead (every engine since 20.10).
+            self._client = docker.DockerClient(base_url=base_url, tls=tls, version=TLS_API_VERSION)
+            self._client.api.trust_env = False
+        else:
+            self._client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
         self._pull_policy = pull_policy
         self._registry_auth = registry_auth or {}
 

@@ -468,10 +468,10 @@ class Runner:
 def docker_tls(settings: RunnerSettings) -> docker.tls.TLSConfig | None:
     if not settings.docker_tls_cert:
         return None
-    return docker.tls.TLSConfig(
+    return docker.tls.TLSConfig(  # the engine's certificate is checked: against docker_tls_ca, else the usual CAs
         client_cert=(settings.docker_tls_cert, settings.docker_tls_key),
         ca_cert=settings.docker_tls_ca or None,
-        verify=bool(settings.docker_tls_ca),
+        verify=True,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import docker
 import httpx
 import pytest
+import requests
 from cassandra.cluster import Session
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
@@ -30,7 +31,13 @@ from tests.e2e.lifecycle import FINAL, post_job, wait_executions, wait_status
 from tests.helpers import eventually, read_events
 
 ENGINE2 = ROOT / ".local" / "run" / "docker2.sock"
+# The e2 runner reaches the second engine as a remote host is reached: over TCP, TLS with a client certificate
+# (deploy/scripts/second-engine.sh makes the certificates). The tests inspect that engine through its socket.
+ENGINE2_TLS_URL = "tcp://127.0.0.1:23760"
+ENGINE2_TLS = ROOT / ".local" / "run" / "docker2-tls"
 LABEL = "fastlane.execution-id"
+# Made by `deploy/scripts/registry.sh auth` for the registry on 127.0.0.1:5001.
+PRIVATE_REGISTRY_CREDENTIALS = ROOT / ".local" / "run" / "registry-auth" / "credentials.json"
 
 
 def script(*args: str) -> None:
@@ -47,11 +54,21 @@ class Farms:
         self.run = run
         self.engines = {"e1": docker.from_env(), "e2": docker.DockerClient(base_url=f"unix://{ENGINE2}")}
         self.client = httpx.Client(base_url=stack.url, timeout=10)
+        self.registry_auth: dict[str, str] = json.loads(PRIVATE_REGISTRY_CREDENTIALS.read_text())
 
     def runner(self, host: str) -> None:
-        engine = f"unix://{ENGINE2}" if host == "e2" else ""
+        engine: dict[str, str] = {"FASTLANE_DOCKER_HOST": ""}
+        if host == "e2":
+            engine = {
+                "FASTLANE_DOCKER_HOST": ENGINE2_TLS_URL,
+                "FASTLANE_DOCKER_TLS_CA": str(ENGINE2_TLS / "ca.pem"),
+                "FASTLANE_DOCKER_TLS_CERT": str(ENGINE2_TLS / "client.pem"),
+                "FASTLANE_DOCKER_TLS_KEY": str(ENGINE2_TLS / "client-key.pem"),
+            }
+        if host == "b1":
+            engine["FASTLANE_REGISTRY_AUTH"] = json.dumps({"127.0.0.1:5001": self.registry_auth})
         farm = "beta" if host == "b1" else "alpha"
-        self.stack.start("runner", name=host, FASTLANE_HOST_NAME=host, FASTLANE_DOCKER_HOST=engine, FASTLANE_FARM=farm)
+        self.stack.start("runner", name=host, FASTLANE_HOST_NAME=host, FASTLANE_FARM=farm, **engine)
 
     def task(self, farm: str) -> str:
         return f"{'alpha' if farm == 'alpha' else 'other'}-{self.run}-{uuid.uuid4().hex[:6]}"
@@ -72,6 +89,7 @@ class Farms:
 def farms(backends: Settings, tmp_path_factory: pytest.TempPathFactory, cassandra: Session) -> Iterator[Farms]:
     script("second-engine.sh", "start", TEST_IMAGE)
     script("registry.sh")
+    script("registry.sh", "auth")
     run = uuid.uuid4().hex[:6]
     farm_config = [
         {"name": "alpha", "match": "alpha-", "hosts": ["e1", "e2"], "maxRunning": 4},
@@ -125,6 +143,25 @@ def test_status_is_built_from_heartbeats(farms: Farms) -> None:
     assert all(hosts[h]["version"] and hosts[h]["lastSeenAt"] for h in ("e1", "e2", "b1"))
 
 
+def test_the_second_engine_is_reached_over_tls_with_a_client_certificate(farms: Farms) -> None:
+    """e2's runner runs jobs (below) through this endpoint; without the client certificate it answers nothing."""
+    bare = docker.tls.TLSConfig(ca_cert=str(ENGINE2_TLS / "ca.pem"), verify=True)  # trusts the engine, no client cert
+    client = docker.DockerClient(base_url=ENGINE2_TLS_URL, tls=bare, version="1.41")
+    client.api.trust_env = False  # the CA above, not REQUESTS_CA_BUNDLE (see services/runner/runtime.py)
+    with pytest.raises(requests.exceptions.SSLError, match=r"ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED)"):
+        client.ping()
+    e2 = farms.hosts()["e2"]
+    assert (e2["available"], e2["error"]) == (True, None)  # its runner's engine probes pass
+    for _ in range(20):  # until one lands on e2 (the farm shares its jobs between e1 and e2)
+        job = post_job(farms.client, "echo over tls", task=farms.task("alpha"))
+        execution = wait_status(farms.client, job["executionUrl"], {"done"})
+        if farms.host_of(job["executionUrl"]) == "e2":
+            assert execution["log"] == "over tls\n"
+            break
+    else:
+        pytest.fail("no job ran on e2")
+
+
 def test_jobs_run_only_on_the_hosts_of_the_farm_their_task_matches(farms: Farms) -> None:
     alpha = [post_job(farms.client, "true", task=farms.task("alpha")) for _ in range(6)]
     beta = [post_job(farms.client, "true", task=farms.task("beta")) for _ in range(3)]
@@ -158,10 +195,10 @@ def test_max_running_is_never_exceeded(farms: Farms) -> None:
     assert max(e1 + e2 for e1, e2 in samples) <= 4
 
 
-def push(image: str) -> None:
+def push(image: str, auth: dict[str, str] | None = None) -> None:
     engine = docker.from_env()
     engine.images.get(TEST_IMAGE).tag(image)
-    for line in engine.images.push(image, stream=True, decode=True):
+    for line in engine.images.push(image, stream=True, decode=True, auth_config=auth):
         assert "error" not in line, line
     engine.images.remove(image)
 
@@ -178,6 +215,20 @@ def test_images_are_pulled_from_a_registry_with_and_without_a_tag(farms: Farms) 
     events = read_events(farms.settings.kafka_bootstrap, farms.topics.executions, 0, timeout=3)
     pulling = {e.execution_id for e in events if isinstance(e, ExecutionPulling)}
     assert {uuid.UUID(tagged["executionId"]), uuid.UUID(untagged["executionId"])} <= pulling
+
+
+def test_private_images_are_pulled_with_the_credentials_configured_for_their_registry(farms: Farms) -> None:
+    """b1 has credentials for the registry on 127.0.0.1:5001 (FASTLANE_REGISTRY_AUTH); e1 and e2 have none."""
+    repo = f"127.0.0.1:5001/fastlane/private-{farms.run}"
+    push(f"{repo}:v1", auth=farms.registry_auth)
+    # First the hosts without credentials, while no engine has the image (b1 shares e1's engine).
+    refused = post_job(farms.client, "true", task=farms.task("alpha"), image=f"{repo}:v1")
+    execution = wait_status(farms.client, refused["executionUrl"], {"failed"}, timeout=90)
+    assert "no basic auth credentials" in execution["error"], execution["error"]
+    allowed = post_job(farms.client, "echo private", task=farms.task("beta"), image=f"{repo}:v1")
+    execution = wait_status(farms.client, allowed["executionUrl"], {"done"}, timeout=90)
+    assert execution["log"] == "private\n"
+    docker.from_env().images.remove(f"{repo}:v1")
 
 
 def test_a_missing_image_fails_with_the_registrys_message(farms: Farms) -> None:
