@@ -69,6 +69,11 @@ class Limits:
     max_log_bytes: int = 256 * 1024
     hard_timeout_s: float = 1800.0
     stop_grace_s: float = 10.0
+    engine_lost_after_s: float = 60.0  # an engine silent this long is taken for gone, with its containers
+
+
+class EngineLost(Exception):
+    """The engine stopped answering while a container ran, for longer than `Limits.engine_lost_after_s`."""
 
 
 def run_execution(
@@ -80,7 +85,7 @@ def run_execution(
     stop: threading.Event,
     cancel: threading.Event | None = None,
     on_exit: Callable[[], None] | None = None,
-) -> None:
+) -> bool:
     """Run the container of `due` to its end, publishing ExecutionStarted and ExecutionFinished.
 
     `on_exit` is called as soon as the container has ended, before its logs are read and reported and it is
@@ -89,17 +94,19 @@ def run_execution(
     Ends `expired` without running when it is past its expiration, `stopped` when `cancel` is set (before or
     while it runs), `timedout` when it runs longer than its timeout (capped by the hard limit). Raises
     Interrupted when the runner itself stops first: nothing is published and the message is not acknowledged,
-    so the execution is picked up again (and its container found by name).
+    so the execution is picked up again (and its container found by name). Ends `failed` when the engine stops
+    answering for `limits.engine_lost_after_s` while the container runs (a retry, if the job has one, goes
+    wherever the farm's runners take it). Returns False then (the engine failed), True otherwise.
     """
     cancel = cancel or threading.Event()
     ids: dict[str, Any] = {"task_id": due.task_id, "job_id": due.job_id, "execution_id": due.execution_id}
     if due.expiration is not None and utcnow() > due.expiration:
         reason = f"expired: it was due to start by {due.expiration.isoformat()} and was not run"
         publish(ExecutionFinished(**ids, status="expired", error=reason, host=host))
-        return
+        return True
     if cancel.is_set():
         publish(ExecutionFinished(**ids, status="stopped", error="stopped before it started", host=host))
-        return
+        return True
     try:
         started = runtime.start(
             container_spec(due), on_pull=lambda: publish(ExecutionPulling(**ids, host=host, image=due.image))
@@ -109,24 +116,20 @@ def run_execution(
     except (RuntimeFailure, ValueError) as exc:
         log.warning("could not run", extra={"execution_id": str(due.execution_id), "error": str(exc)})
         publish(ExecutionFinished(**ids, status="failed", error=str(exc), host=host))
-        return
+        return True
     container_id = started.container_id
     started_at: datetime = started.started_at or utcnow()
     publish(ExecutionStarted(**ids, host=host, container_id=container_id, occurred_at=started_at))
     timeout = min(limits.hard_timeout_s if due.timeout_s is None else due.timeout_s, limits.hard_timeout_s)
-    deadline = time.monotonic() + timeout
-    ended_by: ExecutionStatus | None = None
-    error: str | None = None
-    while (exit_code := runtime.wait(container_id, 1.0)) is None:
-        if stop.is_set():
-            raise Interrupted(container_id)
-        if cancel.is_set() or time.monotonic() > deadline:
-            ended_by = "stopped" if cancel.is_set() else "timedout"
-            error = "stopped on request" if ended_by == "stopped" else f"timed out after {timeout:g}s"
-            runtime.stop(container_id, limits.stop_grace_s)
-            while (exit_code := runtime.wait(container_id, limits.stop_grace_s + 5)) is None:
-                runtime.stop(container_id, 0)
-            break
+    try:
+        exit_code, ended_by, error = _await_end(runtime, container_id, timeout, limits, stop, cancel)
+    except EngineLost as exc:
+        if on_exit is not None:
+            on_exit()
+        log.warning("engine lost; the execution fails", extra={"execution_id": str(due.execution_id)})
+        error = f"the Docker engine of host {host} has not answered for {limits.engine_lost_after_s:g}s: {exc}"
+        publish(ExecutionFinished(**ids, status="failed", error=error, host=host, started_at=started_at))
+        return False
     if on_exit is not None:
         on_exit()
     stdout, stderr = runtime.logs(container_id)
@@ -143,3 +146,41 @@ def run_execution(
         )
     )
     runtime.remove(container_id)
+    return True
+
+
+def _await_end(
+    runtime: ContainerRuntime,
+    container_id: str,
+    timeout: float,
+    limits: Limits,
+    stop: threading.Event,
+    cancel: threading.Event,
+) -> tuple[int, ExecutionStatus | None, str | None]:
+    """(exit code, status it was ended with, why) once the container has ended; it is stopped on request or
+    after `timeout` (SIGTERM, SIGKILL after the grace). Raises Interrupted when the runner stops first, and
+    EngineLost when the engine does not answer for `limits.engine_lost_after_s`."""
+    deadline = time.monotonic() + timeout
+    ended_by: ExecutionStatus | None = None
+    error: str | None = None
+    silent_since: float | None = None
+    while True:
+        if stop.is_set() and ended_by is None:
+            raise Interrupted(container_id)
+        try:
+            if ended_by is None and (cancel.is_set() or time.monotonic() > deadline):
+                ended_by = "stopped" if cancel.is_set() else "timedout"
+                error = "stopped on request" if ended_by == "stopped" else f"timed out after {timeout:g}s"
+                runtime.stop(container_id, limits.stop_grace_s)
+            elif ended_by is not None:
+                runtime.stop(container_id, 0)  # still running after its grace
+            exit_code = runtime.wait(container_id, 1.0 if ended_by is None else limits.stop_grace_s + 5)
+            silent_since = None
+        except EngineUnavailable as exc:
+            silent_since = silent_since or time.monotonic()
+            if time.monotonic() - silent_since >= limits.engine_lost_after_s:
+                raise EngineLost(str(exc)) from exc
+            stop.wait(1.0)
+            continue
+        if exit_code is not None:
+            return exit_code, ended_by, error

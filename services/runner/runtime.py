@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 
 import docker
 import requests
+import urllib3
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils import parse_repository_tag
 
@@ -66,10 +67,11 @@ class ContainerRuntime(Protocol):
         container of that name is reused, started if it was only created."""
 
     def wait(self, container_id: str, seconds: float) -> int | None:
-        """The exit code once the container has ended, or None if it still runs after `seconds`."""
+        """The exit code once the container has ended, or None if it still runs after `seconds`; raises
+        EngineUnavailable when the engine does not answer."""
 
     def stop(self, container_id: str, grace_s: float) -> None:
-        """SIGTERM, then SIGKILL after `grace_s`."""
+        """SIGTERM, then SIGKILL after `grace_s`; raises EngineUnavailable when the engine does not answer."""
 
     def logs(self, container_id: str) -> tuple[bytes, bytes]: ...
     def remove(self, container_id: str) -> None: ...
@@ -172,12 +174,19 @@ class DockerRuntime:
         try:
             result = self._client.api.wait(container_id, timeout=seconds)
             return int(result["StatusCode"])
-        except (requests.exceptions.Timeout, requests.exceptions.ConnectionError):
-            return None  # still running (or a blip of the engine): the caller checks its deadlines and waits again
+        except requests.exceptions.Timeout:
+            return None  # still running: the caller checks its deadlines and waits again
+        except requests.exceptions.ConnectionError as exc:
+            if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
+                return None  # the SDK's way of saying Timeout here
+            raise EngineUnavailable(f"the Docker engine does not answer: {exc}") from exc
 
     def stop(self, container_id: str, grace_s: float) -> None:
-        with contextlib.suppress(NotFound):
-            self._client.api.stop(container_id, timeout=int(grace_s))
+        try:
+            with contextlib.suppress(NotFound):
+                self._client.api.stop(container_id, timeout=int(grace_s))
+        except requests.exceptions.ConnectionError as exc:
+            raise EngineUnavailable(f"the Docker engine does not answer: {exc}") from exc
 
     def logs(self, container_id: str) -> tuple[bytes, bytes]:
         api = self._client.api  # the low-level client: no extra inspect call per request

@@ -93,7 +93,9 @@ class Runner:
         self._paused = False
         self._reassigned = False
         self._slot_freed = threading.Event()  # wakes the poll loop when a message in hand is done with
-        self.limits = Limits(settings.max_log_bytes, settings.timeout_hard_limit_s, settings.stop_grace_s)
+        self.limits = Limits(
+            settings.max_log_bytes, settings.timeout_hard_limit_s, settings.stop_grace_s, settings.host_lost_after_s
+        )
         self.stops = StopRequests()
         self.breaker = Breaker(settings.breaker_threshold, settings.breaker_open_s)
         self.blacklisted = False
@@ -299,8 +301,12 @@ class Runner:
                         retry_until_done(lambda: self.ledger.done(eid, self.host), stop, context)
                     return
 
+            engine_answered: list[bool] = []
+
             def attempt() -> None:
-                run_execution(due, self.runtime, self._publish, self.host, self.limits, stop, cancel, give_slot)
+                engine_answered.append(
+                    run_execution(due, self.runtime, self._publish, self.host, self.limits, stop, cancel, give_slot)
+                )
 
             try:
                 if not retry_until_done(attempt, stop, context, give_up_on=(Interrupted, EngineUnavailable)):
@@ -311,7 +317,10 @@ class Runner:
             except EngineUnavailable as exc:
                 self._hand_back(due, str(exc), stop)
                 return
-            self.breaker.success()
+            if engine_answered[-1]:
+                self.breaker.success()
+            else:
+                self.breaker.failure()
             retry_until_done(lambda: self.ledger.done(eid, self.host), stop, context)
         finally:
             give_slot()
@@ -338,15 +347,19 @@ class Runner:
     def _watch(self, stop: threading.Event) -> None:
         """Every heartbeat interval: probe the engine (feeds the breaker), read the blacklist, fail the
         executions of lost farm peers, and report this host."""
+        engine_was_ok = True
         while not stop.is_set():
             engine_ok, error = True, None
             try:
                 self.runtime.ping()
                 if self.breaker.state != "open":
                     self.breaker.success()
+                if not engine_was_ok:
+                    self._clear_after_outage()
             except EngineUnavailable as exc:
                 engine_ok, error = False, str(exc)
                 self.breaker.failure()
+            engine_was_ok = engine_ok
             try:
                 self.blacklisted = self.ledger.blacklisted(self.host)
                 self._reap_lost_hosts()
@@ -368,6 +381,15 @@ class Runner:
             except KafkaException as exc:
                 log.warning("heartbeat not sent", extra={"error": str(exc)})
             stop.wait(self.settings.heartbeat_interval_s)
+
+    def _clear_after_outage(self) -> None:
+        """The engine answers again: remove the containers of executions failed while it was silent."""
+        with self._held_lock:
+            held = set(self._held)
+        try:
+            self._remove_orphans(held)
+        except Exception as exc:  # the next outage's end tries again; `make prune` removes leftovers
+            log.warning("could not remove containers after an engine outage", extra={"error": str(exc)})
 
     def _catch_up_on_stops(self) -> None:
         """Stop requests broadcast while this runner was down (or before it listened) are in Cassandra too."""

@@ -6,6 +6,7 @@ farms served by three runner processes:
 
 with a local docker-registry on 127.0.0.1:5000 for pulls. The stack has its own topics and keyspace."""
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -33,7 +34,8 @@ from tests.helpers import eventually, read_events
 ENGINE2 = ROOT / ".local" / "run" / "docker2.sock"
 # The e2 runner reaches the second engine as a remote host is reached: over TCP, TLS with a client certificate
 # (deploy/scripts/second-engine.sh makes the certificates). The tests inspect that engine through its socket.
-ENGINE2_TLS_URL = "tcp://127.0.0.1:23760"
+ENGINE2_TLS_PORT = 23760
+ENGINE2_TLS_URL = f"tcp://127.0.0.1:{ENGINE2_TLS_PORT}"
 ENGINE2_TLS = ROOT / ".local" / "run" / "docker2-tls"
 LABEL = "fastlane.execution-id"
 # Made by `deploy/scripts/registry.sh auth` for the registry on 127.0.0.1:5001.
@@ -375,6 +377,47 @@ def test_executions_of_a_lost_host_fail_and_are_retried_elsewhere(farms: Farms) 
         lambda: farms.engines["e2"].api.containers(all=True, filters={"name": name}) == [],
         timeout=60,
         what="the lost execution's container removed",
+    )
+
+
+@contextlib.contextmanager
+def unreachable(port: int) -> Iterator[None]:
+    """Connections to 127.0.0.1:`port` are refused (TCP reset) until the block ends: a host gone from the network."""
+    rule = ["INPUT", "-i", "lo", "-p", "tcp", "--dport", str(port), "-j", "REJECT", "--reject-with", "tcp-reset"]
+    subprocess.run(["iptables", "-I", *rule], check=True, timeout=30)
+    try:
+        yield
+    finally:
+        subprocess.run(["iptables", "-D", *rule], check=True, timeout=30)
+
+
+def test_executions_fail_when_their_engine_stops_answering_and_are_retried_elsewhere(farms: Farms) -> None:
+    """e2's runner stays up but its engine is cut off while a container runs there."""
+    eventually(lambda: farms.hosts()["e2"]["available"], timeout=60, what="e2 available")
+    farms.client.post("/docker-executor/blacklist", json={"host": "e1"})
+    try:
+        time.sleep(5)  # e1 leaves the farm's group at its next beat; the group rebalances to e2
+        job = post_job(farms.client, "sleep 60", task=farms.task("alpha"), retries=1)
+        first = wait_status(farms.client, job["executionUrl"], {"running"}, timeout=60)
+        assert first["metadata"]["dockerHost"] == "e2"
+        with unreachable(ENGINE2_TLS_PORT):
+            farms.client.request("DELETE", "/docker-executor/blacklist", json={"host": "e1"})
+            lost = wait_status(farms.client, job["executionUrl"], FINAL, timeout=60)
+            assert lost["status"] == "failed", lost
+            assert "the Docker engine of host e2 has not answered for 8s" in lost["error"], lost
+            retried = wait_executions(farms.client, job["jobUrl"], 2, timeout=90, final=False)
+            assert retried[0]["executionId"] != job["executionId"]
+            again = wait_status(farms.client, retried[0]["url"], {"running"}, timeout=60)
+            assert again["metadata"]["dockerHost"] == "e1"  # e2's circuit is open meanwhile
+            farms.client.post(f"{job['jobUrl']}/stop")
+    finally:
+        farms.client.request("DELETE", "/docker-executor/blacklist", json={"host": "e1"})
+    # Reachable again: e2's runner removes the container of the execution it failed.
+    name = f"fastlane-{job['executionId']}"
+    eventually(
+        lambda: farms.engines["e2"].api.containers(all=True, filters={"name": name}) == [],
+        timeout=60,
+        what="the failed execution's container removed",
     )
 
 

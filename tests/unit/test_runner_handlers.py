@@ -5,7 +5,7 @@ from datetime import timedelta
 from typing import Any
 
 from services.runner.handlers import Limits, clip, container_spec, run_execution
-from services.runner.runtime import ContainerSpec, RuntimeFailure, Started
+from services.runner.runtime import ContainerSpec, EngineUnavailable, RuntimeFailure, Started
 from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, Message, new_execution_id, utcnow
 
 
@@ -173,3 +173,45 @@ def test_the_slot_is_given_back_once_the_container_has_ended_before_it_is_report
     )
     assert seen_at_exit == [(1, [])]  # once; after ExecutionStarted, before ExecutionFinished and the removal
     assert isinstance(published[-1], ExecutionFinished) and runtime.removed == ["cid-1"]
+
+
+class SilentEngine(FakeRuntime):
+    """An engine that stops answering once the container has started (for `silent_for` waits; -1: for good)."""
+
+    def __init__(self, silent_for: int = -1) -> None:
+        super().__init__(exit_code=0)
+        self.silent_for = silent_for
+
+    def wait(self, container_id: str, seconds: float) -> int | None:
+        if self.silent_for != 0:
+            self.silent_for -= 1
+            raise EngineUnavailable("the Docker engine does not answer: connection refused")
+        return super().wait(container_id, seconds)
+
+
+def test_an_execution_fails_when_its_engine_stays_silent_for_the_configured_time() -> None:
+    published: list[Message] = []
+    exits: list[int] = []
+    runtime = SilentEngine()
+    answered = run_execution(
+        due(),
+        runtime,
+        published.append,
+        "host-1",
+        Limits(engine_lost_after_s=0.5),
+        threading.Event(),
+        on_exit=lambda: exits.append(1),
+    )
+    finished = published[-1]
+    assert isinstance(finished, ExecutionFinished) and finished.status == "failed"
+    assert finished.error is not None and "engine of host host-1 has not answered for 0.5s" in finished.error
+    assert (answered, exits, runtime.removed) == (False, [1], [])  # slot given back; nothing to remove it with
+
+
+def test_a_short_silence_of_the_engine_is_waited_out() -> None:
+    published: list[Message] = []
+    answered = run_execution(
+        due(), SilentEngine(silent_for=2), published.append, "host-1", Limits(engine_lost_after_s=30), threading.Event()
+    )
+    finished = published[-1]
+    assert answered and isinstance(finished, ExecutionFinished) and finished.status == "done"
