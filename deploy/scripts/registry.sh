@@ -2,7 +2,7 @@
 # Local image registries (Debian's docker-registry) for pull tests; each is left alone when it answers already.
 #   registry.sh        open registry on 127.0.0.1:5000
 #   registry.sh auth   registry on 127.0.0.1:5001 that wants a user name and password (htpasswd, bcrypt); the
-#                      credentials are made once and kept in $RUNDIR/registry-auth/credentials.json
+#                      (fixed, local-only) credentials are in $RUNDIR/registry-auth/credentials.json
 source "$(dirname "$0")/common.sh"
 command -v docker-registry >/dev/null || die "docker-registry is not installed (deploy/scripts/docker.sh installs it)"
 
@@ -28,15 +28,15 @@ YAML
 case "${1:-open}" in
   open) serve registry 5000 ;;
   auth)
+    # Fixed throwaway credentials for a registry that only listens on 127.0.0.1: every checkout's tests can use
+    # the one already running. The registry reads bcrypt hashes only; the project's Python (3.11) makes them.
     AUTH="$RUNDIR/registry-auth"
+    mkdir -p "$AUTH"
+    printf '{"username": "fastlane", "password": "fastlane-local-test"}\n' >"$AUTH/credentials.json"
     if [ ! -f "$AUTH/htpasswd" ]; then
-      mkdir -p "$AUTH"
-      password=$(openssl rand -hex 16)
-      # The registry reads bcrypt hashes only; the project's Python (3.11) makes them with its crypt module.
       hash=$("$ROOT/.venv/bin/python" -W ignore -c \
-        'import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))' "$password")
+        'import crypt; print(crypt.crypt("fastlane-local-test", crypt.mksalt(crypt.METHOD_BLOWFISH)))')
       printf 'fastlane:%s\n' "$hash" >"$AUTH/htpasswd"
-      printf '{"username": "fastlane", "password": "%s"}\n' "$password" >"$AUTH/credentials.json"
     fi
     serve registry-auth 5001 "auth:
   htpasswd:
