@@ -350,15 +350,30 @@ def test_a_blacklisted_host_takes_no_new_work_until_put_back(farms: Farms) -> No
     assert farms.client.post("/docker-executor/blacklist", json={"host": " "}).status_code == 400
 
 
-def test_executions_of_a_lost_host_fail_and_are_retried_elsewhere(farms: Farms) -> None:
-    # Only e2 takes alpha work while e1 is blacklisted; then e2's runner dies for good.
+def running_on_e2_alone(farms: Farms, command: str) -> dict[str, Any]:
+    """A job with one retry, running on e2: e1 is blacklisted first (the caller puts it back)."""
     eventually(lambda: farms.hosts()["e2"]["available"], timeout=60, what="e2 available")
     farms.client.post("/docker-executor/blacklist", json={"host": "e1"})
+    time.sleep(5)  # e1 leaves the farm's group at its next beat; the group rebalances to e2
+    job = post_job(farms.client, command, task=farms.task("alpha"), retries=1)
+    first = wait_status(farms.client, job["executionUrl"], {"running"}, timeout=60)
+    assert first["metadata"]["dockerHost"] == "e2"
+    return job
+
+
+def wait_container_removed(farms: Farms, engine: str, execution_id: str) -> None:
+    name = f"fastlane-{execution_id}"
+    eventually(
+        lambda: farms.engines[engine].api.containers(all=True, filters={"name": name}) == [],
+        timeout=60,
+        what=f"the container of {execution_id} removed from {engine}",
+    )
+
+
+def test_executions_of_a_lost_host_fail_and_are_retried_elsewhere(farms: Farms) -> None:
+    # Only e2 takes alpha work while e1 is blacklisted; then e2's runner dies for good.
     try:
-        time.sleep(5)  # e1 leaves the farm's group at its next beat; the group rebalances to e2
-        job = post_job(farms.client, "sleep 30", task=farms.task("alpha"), retries=1)
-        first = wait_status(farms.client, job["executionUrl"], {"running"}, timeout=60)
-        assert first["metadata"]["dockerHost"] == "e2"
+        job = running_on_e2_alone(farms, "sleep 30")
         farms.stack.kill("e2")
         farms.client.request("DELETE", "/docker-executor/blacklist", json={"host": "e1"})
         lost = wait_status(farms.client, job["executionUrl"], FINAL, timeout=60)
@@ -372,12 +387,7 @@ def test_executions_of_a_lost_host_fail_and_are_retried_elsewhere(farms: Farms) 
         if "e2" not in farms.stack.procs:
             farms.runner("e2")
     # Back, e2's runner drops the execution taken from it and removes its container.
-    name = f"fastlane-{job['executionId']}"
-    eventually(
-        lambda: farms.engines["e2"].api.containers(all=True, filters={"name": name}) == [],
-        timeout=60,
-        what="the lost execution's container removed",
-    )
+    wait_container_removed(farms, "e2", job["executionId"])
 
 
 @contextlib.contextmanager
@@ -393,13 +403,8 @@ def unreachable(port: int) -> Iterator[None]:
 
 def test_executions_fail_when_their_engine_stops_answering_and_are_retried_elsewhere(farms: Farms) -> None:
     """e2's runner stays up but its engine is cut off while a container runs there."""
-    eventually(lambda: farms.hosts()["e2"]["available"], timeout=60, what="e2 available")
-    farms.client.post("/docker-executor/blacklist", json={"host": "e1"})
     try:
-        time.sleep(5)  # e1 leaves the farm's group at its next beat; the group rebalances to e2
-        job = post_job(farms.client, "sleep 60", task=farms.task("alpha"), retries=1)
-        first = wait_status(farms.client, job["executionUrl"], {"running"}, timeout=60)
-        assert first["metadata"]["dockerHost"] == "e2"
+        job = running_on_e2_alone(farms, "sleep 60")
         with unreachable(ENGINE2_TLS_PORT):
             farms.client.request("DELETE", "/docker-executor/blacklist", json={"host": "e1"})
             lost = wait_status(farms.client, job["executionUrl"], FINAL, timeout=60)
@@ -413,12 +418,7 @@ def test_executions_fail_when_their_engine_stops_answering_and_are_retried_elsew
     finally:
         farms.client.request("DELETE", "/docker-executor/blacklist", json={"host": "e1"})
     # Reachable again: e2's runner removes the container of the execution it failed.
-    name = f"fastlane-{job['executionId']}"
-    eventually(
-        lambda: farms.engines["e2"].api.containers(all=True, filters={"name": name}) == [],
-        timeout=60,
-        what="the failed execution's container removed",
-    )
+    wait_container_removed(farms, "e2", job["executionId"])
 
 
 def test_the_circuit_opens_when_an_engine_stops_and_closes_when_it_is_back(farms: Farms) -> None:
