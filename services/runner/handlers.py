@@ -124,14 +124,16 @@ def run_execution(
     try:
         exit_code, ended_by, error = _await_end(runtime, container_id, timeout, limits, stop, cancel)
     except EngineLost as exc:
-        if on_exit is not None:
-            on_exit()
+        lost: EngineLost | None = exc
+    else:
+        lost = None
+    if on_exit is not None:
+        on_exit()  # the container has ended (or its engine is gone): no longer running
+    if lost is not None:
         log.warning("engine lost; the execution fails", extra={"execution_id": str(due.execution_id)})
-        error = f"the Docker engine of host {host} has not answered for {limits.engine_lost_after_s:g}s: {exc}"
+        error = f"the Docker engine of host {host} has not answered for {limits.engine_lost_after_s:g}s: {lost}"
         publish(ExecutionFinished(**ids, status="failed", error=error, host=host, started_at=started_at))
         return False
-    if on_exit is not None:
-        on_exit()
     stdout, stderr = runtime.logs(container_id)
     publish(
         ExecutionFinished(

@@ -25,6 +25,10 @@ class EngineUnavailable(RuntimeFailure):
     """The engine itself did not answer: not the job's fault, so the execution goes to another host."""
 
 
+def unanswered(exc: Exception) -> EngineUnavailable:
+    return EngineUnavailable(f"the Docker engine does not answer: {exc}")
+
+
 class Interrupted(Exception):
     """The runner is stopping while a container still runs; the container is left to a later runner."""
 
@@ -111,7 +115,7 @@ class DockerRuntime:
         try:
             return bool(self._client.ping())
         except (DockerException, requests.exceptions.RequestException) as exc:
-            raise EngineUnavailable(f"the Docker engine does not answer: {exc}") from exc
+            raise unanswered(exc) from exc
 
     def start(self, spec: ContainerSpec, on_pull: Callable[[], None] = _nothing) -> Started:
         try:
@@ -125,7 +129,7 @@ class DockerRuntime:
         except APIError as exc:
             raise RuntimeFailure(_explain(exc)) from exc
         except (DockerException, requests.exceptions.RequestException) as exc:
-            raise EngineUnavailable(f"the Docker engine does not answer: {exc}") from exc
+            raise unanswered(exc) from exc
 
     def _pull(self, image: str, on_pull: Callable[[], None]) -> None:
         on_pull()
@@ -179,14 +183,14 @@ class DockerRuntime:
         except requests.exceptions.ConnectionError as exc:
             if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
                 return None  # the SDK's way of saying Timeout here
-            raise EngineUnavailable(f"the Docker engine does not answer: {exc}") from exc
+            raise unanswered(exc) from exc
 
     def stop(self, container_id: str, grace_s: float) -> None:
         try:
             with contextlib.suppress(NotFound):
                 self._client.api.stop(container_id, timeout=int(grace_s))
         except requests.exceptions.ConnectionError as exc:
-            raise EngineUnavailable(f"the Docker engine does not answer: {exc}") from exc
+            raise unanswered(exc) from exc
 
     def logs(self, container_id: str) -> tuple[bytes, bytes]:
         api = self._client.api  # the low-level client: no extra inspect call per request
