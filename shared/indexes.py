@@ -26,6 +26,7 @@ from shared.events import (
     RunnerHeartbeat,
 )
 from shared.projections import write_time
+from shared.writes import Writes
 
 BUCKET = 0  # every task in one listing partition; see README (scale)
 
@@ -93,29 +94,37 @@ class Indexes:
             f"UPDATE {ks}.job_counters SET executions = executions + 1 WHERE task_id = ? AND job_id = ?"
         )
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: Event, writes: Writes | None = None) -> None:
+        """Apply `event`; its row writes and increments join `writes` when given (the caller sends them), else
+        they are sent before this returns. The gates and reads are answered at once either way."""
+        w = writes if writes is not None else Writes(self._session)
+        self._apply(event, w)
+        if writes is None:
+            w.send()
+
+    def _apply(self, event: Event, w: Writes) -> None:
         if isinstance(event, RunnerHeartbeat):
-            self._host_seen(event)
+            self._host_seen(event, w)
             return
         ts = write_time(event.occurred_at)
         if isinstance(event, JobRequested | JobUpdated):
-            created = self._task_seen(event.task_id, event.occurred_at)
-            self._job_seen(event.task_id, event.job_id)
-            self._copy_jobs_count(event.task_id, created)
+            created = self._task_seen(event.task_id, event.occurred_at, w)
+            self._job_seen(event.task_id, event.job_id, w)
             if event.execution_id is not None:
-                self._execution_seen(event.task_id, event.job_id, event.execution_id)
+                self._execution_seen(event.task_id, event.job_id, event.execution_id, w)
+            self._copy_jobs_count(event.task_id, created, w)
             if event.definition.runs_now:
-                self._session.execute(self._unschedule, (ts, BUCKET, event.task_id, event.job_id))
+                w.add(self._unschedule, (ts, BUCKET, event.task_id, event.job_id))
             else:
-                self._session.execute(self._schedule, (BUCKET, event.task_id, event.job_id, ts))
+                w.add(self._schedule, (BUCKET, event.task_id, event.job_id, ts))
         elif isinstance(event, JobStopRequested):
-            self._session.execute(self._unschedule, (ts, BUCKET, event.task_id, event.job_id))
+            w.add(self._unschedule, (ts, BUCKET, event.task_id, event.job_id))
         elif isinstance(event, ExecutionDue | JobRetryRequested):
-            self._execution_seen(event.task_id, event.job_id, event.execution_id)
+            self._execution_seen(event.task_id, event.job_id, event.execution_id, w)
             if isinstance(event, ExecutionDue) and not self._is_cron(event.task_id, event.job_id):
-                self._session.execute(self._unschedule, (ts, BUCKET, event.task_id, event.job_id))
+                w.add(self._unschedule, (ts, BUCKET, event.task_id, event.job_id))
         elif isinstance(event, ExecutionStarted):
-            self._session.execute(
+            w.add(
                 self._running,
                 (
                     BUCKET,
@@ -129,14 +138,14 @@ class Indexes:
                 ),
             )
         elif isinstance(event, ExecutionFinished):
-            self._session.execute(self._not_running, (ts, BUCKET, event.execution_id))
+            w.add(self._not_running, (ts, BUCKET, event.execution_id))
 
     def _is_cron(self, task_id: str, job_id: uuid.UUID) -> bool:
         row = self._session.execute(self._job_definition, (task_id, job_id)).one()
         return bool(row and row.definition and json.loads(row.definition).get("cron"))
 
-    def _host_seen(self, beat: RunnerHeartbeat) -> None:
-        self._session.execute(
+    def _host_seen(self, beat: RunnerHeartbeat, w: Writes) -> None:
+        w.add(
             self._host,
             (
                 write_time(beat.occurred_at),
@@ -152,34 +161,35 @@ class Indexes:
             ),
         )
 
-    def _task_seen(self, task_id: str, at: datetime) -> datetime:
+    def _task_seen(self, task_id: str, at: datetime, w: Writes) -> datetime:
         """Lists the task (counted once) and marks it modified at `at`; returns its creation time."""
         result = self._session.execute(self._task_gate, (task_id, at)).one()
         first = result.applied
         created: datetime = at if first else result.created_at  # the task's one creation time, whoever saw it first
         ts = write_time(at)
-        self._session.execute(self._list_task, (ts, at, BUCKET, created, task_id))
+        w.add(self._list_task, (ts, at, BUCKET, created, task_id))
         words = task_words(task_id)
         for word in words:
-            self._session.execute(self._word, (ts, at, word, created, task_id))
+            w.add(self._word, (ts, at, word, created, task_id))
         if first:
-            self._session.execute(self._count, ("tasks",))
+            w.count(self._count, ("tasks",))
             for word in words:
-                self._session.execute(self._count, (f"word:{word}",))
+                w.count(self._count, (f"word:{word}",))
         return created
 
-    def _copy_jobs_count(self, task_id: str, created: datetime) -> None:
+    def _copy_jobs_count(self, task_id: str, created: datetime, w: Writes) -> None:
+        w.send_counts()  # the task's count may have just been incremented
         row = self._session.execute(self._jobs_of_task, (task_id,)).one()
         jobs = int(row.jobs) if row else 0
-        self._session.execute(self._list_count, (jobs, jobs, BUCKET, created, task_id))
+        w.add(self._list_count, (jobs, jobs, BUCKET, created, task_id))
         for word in task_words(task_id):
-            self._session.execute(self._word_count, (jobs, jobs, word, created, task_id))
+            w.add(self._word_count, (jobs, jobs, word, created, task_id))
 
-    def _job_seen(self, task_id: str, job_id: uuid.UUID) -> None:
+    def _job_seen(self, task_id: str, job_id: uuid.UUID, w: Writes) -> None:
         if self._session.execute(self._job_gate, (task_id, job_id)).one().applied:
-            self._session.execute(self._count, ("jobs",))
-            self._session.execute(self._count_job, (task_id,))
+            w.count(self._count, ("jobs",))
+            w.count(self._count_job, (task_id,))
 
-    def _execution_seen(self, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID) -> None:
+    def _execution_seen(self, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID, w: Writes) -> None:
         if self._session.execute(self._execution_gate, (task_id, job_id, execution_id)).one().applied:
-            self._session.execute(self._count_execution, (task_id, job_id))
+            w.count(self._count_execution, (task_id, job_id))

@@ -27,6 +27,7 @@ from shared.events import (
     JobUpdated,
     StopExecution,
 )
+from shared.writes import Writes
 
 
 def write_time(at: datetime) -> int:
@@ -95,7 +96,7 @@ class Projections:
         self._stop_requested = session.prepare(
             f"INSERT INTO {ks}.stop_requests (execution_id, requested_at) VALUES (?, ?)"
         )
-        self._handlers: dict[type, Callable[[Any], None]] = {
+        self._handlers: dict[type, Callable[[Any, Writes], None]] = {
             HostBlacklisted: self.host_blacklisted,
             JobRequested: self.job_requested,
             JobUpdated: self.job_requested,
@@ -108,29 +109,35 @@ class Projections:
             StopExecution: self.stop_execution,
         }
 
-    def host_blacklisted(self, e: HostBlacklisted) -> None:
+    def host_blacklisted(self, e: HostBlacklisted, w: Writes) -> None:
         ts = write_time(e.occurred_at)
         if e.blacklisted:
-            self._session.execute(self._blacklist, (e.host, e.occurred_at, ts))
+            w.add(self._blacklist, (e.host, e.occurred_at, ts))
         else:
-            self._session.execute(self._unblacklist, (ts, e.host))
+            w.add(self._unblacklist, (ts, e.host))
 
-    def stop_execution(self, e: StopExecution) -> None:
+    def stop_execution(self, e: StopExecution, w: Writes) -> None:
         """Remembered for the runner that holds the execution: it also looks here, for the stop requests
         broadcast while it was down."""
-        self._session.execute(self._stop_requested, (e.execution_id, e.occurred_at))
+        w.add(self._stop_requested, (e.execution_id, e.occurred_at))
 
-    def apply(self, event: Event | Command) -> None:
+    def apply(self, event: Event | Command, writes: Writes | None = None) -> None:
+        """Project `event`; its writes join `writes` when given (the caller sends them), else they are sent
+        before this returns."""
         handler = self._handlers.get(type(event))
-        if handler is not None:  # stop orders change no table
-            handler(event)
+        if handler is None:  # stop orders change no table
+            return
+        w = writes if writes is not None else Writes(self._session)
+        handler(event, w)
+        if writes is None:
+            w.send()
 
-    def job_requested(self, e: JobRequested | JobUpdated) -> None:
+    def job_requested(self, e: JobRequested | JobUpdated, w: Writes) -> None:
         """A job created (POST) or created/replaced (PUT)."""
         ts = write_time(e.occurred_at)
         d = e.definition
         schedule = d.model_dump_json(exclude={"image", "command", "envs", "metadata"})
-        self._session.execute(
+        w.add(
             self._upsert_job,
             (
                 ts,
@@ -146,32 +153,33 @@ class Projections:
                 e.job_id,
             ),
         )
-        self._session.execute(self._job_created, (first_write_wins(ts), e.occurred_at, e.task_id, e.job_id))
-        self._session.execute(self._touch_task, (ts, e.occurred_at, e.task_id))
+        w.add(self._job_created, (first_write_wins(ts), e.occurred_at, e.task_id, e.job_id))
+        w.add(self._touch_task, (ts, e.occurred_at, e.task_id))
         if e.execution_id is not None:
-            self._enqueue_execution(ts, e.task_id, e.job_id, e.execution_id, d.image, d.command, 1)
-            self._session.execute(self._set_request_ip, (ts, e.request_ip, e.task_id, e.job_id, e.execution_id))
+            self._enqueue_execution(w, ts, e.task_id, e.job_id, e.execution_id, d.image, d.command, 1)
+            w.add(self._set_request_ip, (ts, e.request_ip, e.task_id, e.job_id, e.execution_id))
 
-    def job_stop_requested(self, e: JobStopRequested) -> None:
-        self._session.execute(self._unschedule_job, (write_time(e.occurred_at), e.task_id, e.job_id))
+    def job_stop_requested(self, e: JobStopRequested, w: Writes) -> None:
+        w.add(self._unschedule_job, (write_time(e.occurred_at), e.task_id, e.job_id))
 
-    def job_retry_requested(self, e: JobRetryRequested) -> None:
+    def job_retry_requested(self, e: JobRetryRequested, w: Writes) -> None:
         """The new execution shows as enqueued at once; its image and command arrive with its ExecutionDue."""
         ts = write_time(e.occurred_at)
         created = execution_created_at(e.execution_id)
-        self._session.execute(self._enqueue_bare, (ts, created, e.request_ip, e.task_id, e.job_id, e.execution_id))
+        w.add(self._enqueue_bare, (ts, created, e.request_ip, e.task_id, e.job_id, e.execution_id))
 
-    def execution_pulling(self, e: ExecutionPulling) -> None:
+    def execution_pulling(self, e: ExecutionPulling, w: Writes) -> None:
         ts = write_time(e.occurred_at)
-        self._session.execute(self._pulling, (ts, e.host, e.task_id, e.job_id, e.execution_id))
+        w.add(self._pulling, (ts, e.host, e.task_id, e.job_id, e.execution_id))
 
-    def execution_due(self, e: ExecutionDue) -> None:
+    def execution_due(self, e: ExecutionDue, w: Writes) -> None:
         self._enqueue_execution(
-            write_time(e.occurred_at), e.task_id, e.job_id, e.execution_id, e.image, e.command, e.attempt
+            w, write_time(e.occurred_at), e.task_id, e.job_id, e.execution_id, e.image, e.command, e.attempt
         )
 
     def _enqueue_execution(
         self,
+        w: Writes,
         ts: int,
         task_id: str,
         job_id: uuid.UUID,
@@ -181,10 +189,10 @@ class Projections:
         attempt: int,
     ) -> None:
         created = execution_created_at(execution_id)
-        self._session.execute(self._enqueue, (ts, created, image, command, attempt, task_id, job_id, execution_id))
+        w.add(self._enqueue, (ts, created, image, command, attempt, task_id, job_id, execution_id))
 
-    def execution_started(self, e: ExecutionStarted) -> None:
-        self._session.execute(
+    def execution_started(self, e: ExecutionStarted, w: Writes) -> None:
+        w.add(
             self._start,
             (
                 write_time(e.occurred_at),
@@ -197,8 +205,8 @@ class Projections:
             ),
         )
 
-    def execution_finished(self, e: ExecutionFinished) -> None:
-        self._session.execute(
+    def execution_finished(self, e: ExecutionFinished, w: Writes) -> None:
+        w.add(
             self._finish,
             (
                 write_time(e.occurred_at),

@@ -13,6 +13,7 @@ from shared.lifecycle import prepare_backends
 from shared.projections import Projections
 from shared.settings import Settings
 from shared.topics import Topics, group_id
+from shared.writes import Writes
 
 log = logging.getLogger("recorder")
 
@@ -26,8 +27,10 @@ def serve(settings: Settings, stop: threading.Event) -> None:
     indexes = Indexes(session, settings.keyspace)
 
     def record(event: Event, _msg: Message) -> None:
-        projections.apply(event)
-        indexes.apply(event)
+        writes = Writes(session)  # the event's writes, sent together
+        projections.apply(event, writes)
+        indexes.apply(event, writes)
+        writes.send()
 
     log.info("recorder started")
     try:

@@ -2,6 +2,7 @@
 
 import contextlib
 import shlex
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,7 +11,7 @@ from typing import Any, Literal, Protocol
 import docker
 import requests
 import urllib3
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound, create_api_error_from_http_exception
 from docker.utils import parse_repository_tag
 
 LABEL = "fastlane.execution-id"
@@ -193,8 +194,17 @@ class DockerRuntime:
             raise unanswered(exc) from exc
 
     def logs(self, container_id: str) -> tuple[bytes, bytes]:
-        api = self._client.api  # the low-level client: no extra inspect call per request
-        return api.logs(container_id, stdout=True, stderr=False), api.logs(container_id, stdout=False, stderr=True)
+        """(stdout, stderr) of an ended container in ONE engine call: the SDK's `logs` makes two per stream (it
+        inspects the container first, to learn whether it has a TTY; ours never do), so both streams are
+        fetched together and told apart by their frame headers."""
+        api = self._client.api
+        url = f"{api.base_url}/v{api.api_version}/containers/{urllib.parse.quote(container_id)}/logs"
+        response = api.get(url, params={"stdout": 1, "stderr": 1}, timeout=api.timeout)
+        try:
+            response.raise_for_status()
+        except requests.exceptions.HTTPError as exc:
+            raise create_api_error_from_http_exception(exc) from exc
+        return demultiplex(response.content)
 
     def remove(self, container_id: str) -> None:
         with contextlib.suppress(NotFound):
@@ -210,6 +220,20 @@ class DockerRuntime:
         """(container id, execution id, state) of every fastlane container on this engine."""
         for c in self._client.api.containers(all=all_states, filters={"label": LABEL}):
             yield c["Id"], c["Labels"][LABEL], c["State"]
+
+
+def demultiplex(data: bytes) -> tuple[bytes, bytes]:
+    """(stdout, stderr) of a non-TTY container's log stream: frames of an 8-byte header (stream 1 or 2, three
+    zero bytes, the payload length as big-endian uint32) and the payload. A truncated last frame keeps what
+    arrived."""
+    streams = {1: bytearray(), 2: bytearray()}
+    at = 0
+    while at + 8 <= len(data):
+        kind, size = data[at], int.from_bytes(data[at + 4 : at + 8], "big")
+        if kind in streams:
+            streams[kind] += data[at + 8 : at + 8 + size]
+        at += 8 + size
+    return bytes(streams[1]), bytes(streams[2])
 
 
 def _engine_time(value: str | None) -> datetime | None:

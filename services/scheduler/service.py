@@ -11,6 +11,7 @@ ExecutionDue is out, offsets moved) or none of it is, and a restarted or other i
 import heapq
 import logging
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -27,6 +28,10 @@ from shared.settings import SchedulerSettings
 from shared.topics import Topics, group_id
 
 log = logging.getLogger("scheduler")
+
+# Messages that change nothing (ExecutionStarted, ExecutionPulling) get no transaction of their own: their
+# offsets go with the next transaction, or after this many seconds (a restart replays at most these no-ops).
+NO_OP_OFFSETS_EVERY_S = 5.0
 
 
 def policy_from(settings: SchedulerSettings) -> Policy:
@@ -71,6 +76,8 @@ class Scheduler:
         self.jobs: dict[int, dict[uuid.UUID, JobState]] = {}  # partition -> job id -> state
         self.timers: list[tuple[float, str, int]] = []  # (fire time, job id, partition), possibly stale
         self.needs_reload = False
+        self.uncommitted = False  # consumed messages whose offsets no transaction has carried yet
+        self.committed_at = time.monotonic()
 
     # --- ownership -------------------------------------------------------------------------------------------
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -169,7 +176,9 @@ class Scheduler:
             decision = handle(self._state(partition, event.job_id, changed), event, now, self.policy)
             self._collect(partition, event.job_id, decision, changed, out)
         self._fire_timers(changed, out)
-        if not (messages or changed or out):
+        self.uncommitted = self.uncommitted or bool(messages)
+        offsets_due = self.uncommitted and time.monotonic() - self.committed_at >= NO_OP_OFFSETS_EVERY_S
+        if not (changed or out or parked or offsets_due):
             return
         self._commit(changed, out, parked)
 
@@ -242,6 +251,7 @@ class Scheduler:
                 log.error("abort failed", extra={"error": str(abort_error)})
             self.needs_reload = True
             return
+        self.uncommitted, self.committed_at = False, time.monotonic()
         for job_id, (partition, state) in changed.items():
             jobs = self.jobs.get(partition)
             if jobs is None:

@@ -98,6 +98,10 @@ def test_the_recorder_service_projects_events_from_kafka(backends: Settings, cas
     topics = Topics.from_settings(backends)
     producer = EventProducer(backends)
     requested, due, started, finished = lifecycle()
+    # Values far above Cassandra's batch size limits (50 KiB): the recorder sends them outside its batches.
+    envs = {f"VAR_{n}": "v" * 1000 for n in range(60)}
+    requested = requested.model_copy(update={"definition": requested.definition.model_copy(update={"envs": envs})})
+    finished = finished.model_copy(update={"stdout": "out\n" * 30_000})
     producer.publish(topics.jobs, requested)
     producer.publish(topics.due, due)
     producer.publish(topics.executions, started)
@@ -109,7 +113,12 @@ def test_the_recorder_service_projects_events_from_kafka(backends: Settings, cas
             timeout=60,
             what="the recorder to project the finished execution",
         )
-        assert row.stdout == "hi\n"
+        assert row.stdout == "out\n" * 30_000
+        job = cassandra.execute(
+            f"SELECT envs FROM {backends.keyspace}.jobs WHERE task_id=%s AND job_id=%s",
+            (requested.task_id, requested.job_id),
+        ).one()
+        assert job.envs == envs
     finally:
         stop.set()
         thread.join(15)

@@ -5,7 +5,7 @@ from datetime import timedelta
 from typing import Any
 
 from services.runner.handlers import Limits, clip, container_spec, run_execution
-from services.runner.runtime import ContainerSpec, EngineUnavailable, RuntimeFailure, Started
+from services.runner.runtime import ContainerSpec, EngineUnavailable, RuntimeFailure, Started, demultiplex
 from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, Message, new_execution_id, utcnow
 
 
@@ -215,3 +215,12 @@ def test_a_short_silence_of_the_engine_is_waited_out() -> None:
     )
     finished = published[-1]
     assert answered and isinstance(finished, ExecutionFinished) and finished.status == "done"
+
+
+def test_log_frames_are_told_apart_by_stream() -> None:
+    def frame(stream: int, payload: bytes) -> bytes:
+        return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+
+    data = frame(1, b"out 1\n") + frame(2, b"err\n") + frame(1, b"out 2\n") + frame(1, b"cut sho")[:-3]
+    assert demultiplex(data) == (b"out 1\nout 2\ncut ", b"err\n")
+    assert demultiplex(b"") == (b"", b"")
