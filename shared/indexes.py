@@ -29,6 +29,7 @@ from shared.projections import write_time
 from shared.writes import Writes
 
 BUCKET = 0  # every task in one listing partition; see README (scale)
+GATED_MEMORY = 10_000  # execution ids whose gate this process has passed, remembered (oldest forgotten first)
 
 
 def task_words(task_id: str) -> set[str]:
@@ -41,6 +42,10 @@ class Indexes:
 
     def __init__(self, session: Session, keyspace: str) -> None:
         self._session = session
+        # An execution is gated when its job is requested and again when it falls due (both events are keyed by
+        # the job, so they reach the same recorder): the second transaction is skipped when this process saw
+        # the first. Index rows are never removed, so a remembered gate stays true.
+        self._gated: dict[uuid.UUID, None] = {}
         ks = keyspace
         self._task_gate = session.prepare(
             f"INSERT INTO {ks}.task_index (task_id, created_at) VALUES (?, ?) IF NOT EXISTS"
@@ -191,5 +196,10 @@ class Indexes:
             w.count(self._count_job, (task_id,))
 
     def _execution_seen(self, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID, w: Writes) -> None:
+        if execution_id in self._gated:
+            return
         if self._session.execute(self._execution_gate, (task_id, job_id, execution_id)).one().applied:
             w.count(self._count_execution, (task_id, job_id))
+        self._gated[execution_id] = None
+        if len(self._gated) > GATED_MEMORY:
+            del self._gated[next(iter(self._gated))]
