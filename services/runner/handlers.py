@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from services.runner.runtime import (
     LABEL,
@@ -27,6 +27,7 @@ from shared.events import (
     utcnow,
 )
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 Publish = Callable[[Message], None]
@@ -134,7 +135,15 @@ def run_execution(
         error = f"the Docker engine of host {host} has not answered for {limits.engine_lost_after_s:g}s: {lost}"
         publish(ExecutionFinished(**ids, status="failed", error=error, host=host, started_at=started_at))
         return False
-    stdout, stderr = runtime.logs(container_id)
+    # The container has run: from here on the execution is never handed to another host. An engine that
+    # stops answering now costs the logs (after the same patience), not a second run.
+    answered = True
+    try:
+        stdout, stderr = _patiently(lambda: runtime.logs(container_id), limits, stop)
+    except EngineLost as exc:
+        answered, stdout, stderr = False, b"", b""
+        unread = f"its logs could not be read: the Docker engine of host {host} has not answered for "
+        error = "; ".join(filter(None, [error, f"{unread}{limits.engine_lost_after_s:g}s: {exc}"]))
     publish(
         ExecutionFinished(
             **ids,
@@ -147,8 +156,25 @@ def run_execution(
             started_at=started_at,
         )
     )
-    runtime.remove(container_id)
-    return True
+    try:
+        runtime.remove(container_id)
+    except EngineUnavailable:
+        answered = False  # left on the engine: removed when it answers again (or by `make prune`)
+    return answered
+
+
+def _patiently(call: Callable[[], T], limits: Limits, stop: threading.Event) -> T:
+    """`call`, tried again each second while the engine does not answer; EngineLost after
+    `limits.engine_lost_after_s` of silence, Interrupted when the runner stops first."""
+    silent_since = time.monotonic()
+    while True:
+        try:
+            return call()
+        except EngineUnavailable as exc:
+            if time.monotonic() - silent_since >= limits.engine_lost_after_s:
+                raise EngineLost(str(exc)) from exc
+        if stop.wait(1.0):
+            raise Interrupted("the runner is stopping")
 
 
 def _await_end(

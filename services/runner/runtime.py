@@ -199,16 +199,21 @@ class DockerRuntime:
         fetched together and told apart by their frame headers."""
         api = self._client.api
         url = f"{api.base_url}/v{api.api_version}/containers/{urllib.parse.quote(container_id)}/logs"
-        response = api.get(url, params={"stdout": 1, "stderr": 1}, timeout=api.timeout)
         try:
+            response = api.get(url, params={"stdout": 1, "stderr": 1}, timeout=api.timeout)
             response.raise_for_status()
         except requests.exceptions.HTTPError as exc:
             raise create_api_error_from_http_exception(exc) from exc
+        except requests.exceptions.RequestException as exc:
+            raise unanswered(exc) from exc
         return demultiplex(response.content)
 
     def remove(self, container_id: str) -> None:
-        with contextlib.suppress(NotFound):
-            self._client.api.remove_container(container_id, force=True)
+        try:
+            with contextlib.suppress(NotFound):
+                self._client.api.remove_container(container_id, force=True)
+        except requests.exceptions.RequestException as exc:
+            raise unanswered(exc) from exc
 
     def finished_at(self, container_id: str) -> datetime | None:
         try:

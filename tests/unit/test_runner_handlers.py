@@ -224,3 +224,46 @@ def test_log_frames_are_told_apart_by_stream() -> None:
     data = frame(1, b"out 1\n") + frame(2, b"err\n") + frame(1, b"out 2\n") + frame(1, b"cut sho")[:-3]
     assert demultiplex(data) == (b"out 1\nout 2\ncut ", b"err\n")
     assert demultiplex(b"") == (b"", b"")
+
+
+class LogsUnreadable(FakeRuntime):
+    """An engine that answers until the container has ended, then not (for `silent_for` calls; -1: for good)."""
+
+    def __init__(self, silent_for: int = -1) -> None:
+        super().__init__(exit_code=0, stdout=b"out\n")
+        self.silent_for = silent_for
+
+    def logs(self, container_id: str) -> tuple[bytes, bytes]:
+        if self.silent_for != 0:
+            self.silent_for -= 1
+            raise EngineUnavailable("the Docker engine does not answer: connection refused")
+        return super().logs(container_id)
+
+    def remove(self, container_id: str) -> None:
+        if self.silent_for != 0:
+            raise EngineUnavailable("the Docker engine does not answer: connection refused")
+        super().remove(container_id)
+
+
+def test_an_engine_lost_after_the_container_ended_costs_the_logs_not_a_second_run() -> None:
+    published: list[Message] = []
+    runtime = LogsUnreadable()
+    answered = run_execution(
+        due(), runtime, published.append, "host-1", Limits(engine_lost_after_s=0.5), threading.Event()
+    )  # returns instead of raising EngineUnavailable: nothing is handed to another host
+    finished = published[-1]
+    assert isinstance(finished, ExecutionFinished)
+    assert (finished.status, finished.exit_code, finished.stdout) == ("done", 0, "")
+    assert finished.error is not None and "its logs could not be read" in finished.error
+    assert (answered, len(runtime.started), runtime.removed) == (False, 1, [])
+
+
+def test_logs_are_read_once_the_engine_answers_again() -> None:
+    published: list[Message] = []
+    runtime = LogsUnreadable(silent_for=1)
+    answered = run_execution(
+        due(), runtime, published.append, "host-1", Limits(engine_lost_after_s=30), threading.Event()
+    )
+    finished = published[-1]
+    assert isinstance(finished, ExecutionFinished) and (finished.stdout, finished.error) == ("out\n", None)
+    assert answered and runtime.removed == ["cid-1"]
