@@ -97,7 +97,9 @@ def run_execution(
     Interrupted when the runner itself stops first: nothing is published and the message is not acknowledged,
     so the execution is picked up again (and its container found by name). Ends `failed` when the engine stops
     answering for `limits.engine_lost_after_s` while the container runs (a retry, if the job has one, goes
-    wherever the farm's runners take it). Returns False then (the engine failed), True otherwise.
+    wherever the farm's runners take it). Once the container has ended, a silent engine costs its logs (the
+    execution is reported with its exit code and why the logs are missing), never a second run. Returns False
+    when the engine failed, True otherwise.
     """
     cancel = cancel or threading.Event()
     ids: dict[str, Any] = {"task_id": due.task_id, "job_id": due.job_id, "execution_id": due.execution_id}
