@@ -185,12 +185,14 @@ class DockerRuntime:
             if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
                 return None  # the SDK's way of saying Timeout here
             raise unanswered(exc) from exc
+        except requests.exceptions.RequestException as exc:  # e.g. the connection cut mid-answer
+            raise unanswered(exc) from exc
 
     def stop(self, container_id: str, grace_s: float) -> None:
         try:
             with contextlib.suppress(NotFound):
                 self._client.api.stop(container_id, timeout=int(grace_s))
-        except requests.exceptions.ConnectionError as exc:
+        except requests.exceptions.RequestException as exc:
             raise unanswered(exc) from exc
 
     def logs(self, container_id: str) -> tuple[bytes, bytes]:

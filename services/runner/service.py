@@ -20,7 +20,15 @@ from services.runner.ledger import LOST, Ledger
 from services.runner.offsets import OffsetTracker
 from services.runner.runtime import DockerRuntime, EngineUnavailable, Interrupted
 from shared.cassandra import connect
-from shared.events import ExecutionDue, ExecutionFinished, RunnerHeartbeat, StopExecution, decode, utcnow
+from shared.events import (
+    ExecutionDue,
+    ExecutionFinished,
+    ExecutionStarted,
+    RunnerHeartbeat,
+    StopExecution,
+    decode,
+    utcnow,
+)
 from shared.events import Message as EventMessage
 from shared.kafka import EventProducer, consumer_config, decode_or_park, is_record, retry_until_done
 from shared.lifecycle import prepare_backends
@@ -302,10 +310,16 @@ class Runner:
                     return
 
             engine_answered: list[bool] = []
+            started: list[ExecutionStarted] = []
+
+            def publish(event: EventMessage) -> None:
+                self._publish(event)
+                if isinstance(event, ExecutionStarted):
+                    started.append(event)
 
             def attempt() -> None:
                 engine_answered.append(
-                    run_execution(due, self.runtime, self._publish, self.host, self.limits, stop, cancel, give_slot)
+                    run_execution(due, self.runtime, publish, self.host, self.limits, stop, cancel, give_slot)
                 )
 
             try:
@@ -315,8 +329,13 @@ class Runner:
                 log.info("left running; taken up again when this runner restarts", extra=context)
                 return
             except EngineUnavailable as exc:
-                self._hand_back(due, str(exc), stop)
-                return
+                if not started:
+                    self._hand_back(due, str(exc), stop)
+                    return
+                # Started here already (a retry after an unexpected error found the engine gone): never handed
+                # to another host, where it would run a second time. It fails like an engine lost.
+                self._engine_failed_after_start(due, started[-1], str(exc), stop)
+                engine_answered.append(False)
             if engine_answered[-1]:
                 self.breaker.success()
             else:
@@ -328,6 +347,21 @@ class Runner:
             with self._held_lock:
                 self._held.discard(eid)
             self._slot_freed.set()
+
+    def _engine_failed_after_start(
+        self, due: ExecutionDue, started: ExecutionStarted, error: str, stop: threading.Event
+    ) -> None:
+        log.warning("engine failed after the container started; the execution fails", extra={"error": error})
+        ended = ExecutionFinished(
+            task_id=due.task_id,
+            job_id=due.job_id,
+            execution_id=due.execution_id,
+            status="failed",
+            error=f"the Docker engine of host {self.host} stopped answering while the container ran: {error}",
+            host=self.host,
+            started_at=started.occurred_at,
+        )
+        retry_until_done(lambda: self._publish(ended), stop, {"execution_id": str(due.execution_id)})
 
     def _hand_back(self, due: ExecutionDue, error: str, stop: threading.Event) -> None:
         """The engine failed before the container ran: release the claim and put the execution back on the

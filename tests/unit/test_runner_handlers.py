@@ -2,10 +2,22 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+import requests
+import urllib3
+
 from services.runner.handlers import Limits, clip, container_spec, run_execution
-from services.runner.runtime import ContainerSpec, EngineUnavailable, RuntimeFailure, Started, demultiplex
+from services.runner.runtime import (
+    ContainerSpec,
+    DockerRuntime,
+    EngineUnavailable,
+    RuntimeFailure,
+    Started,
+    demultiplex,
+)
 from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, Message, new_execution_id, utcnow
 
 
@@ -267,3 +279,35 @@ def test_logs_are_read_once_the_engine_answers_again() -> None:
     finished = published[-1]
     assert isinstance(finished, ExecutionFinished) and (finished.stdout, finished.error) == ("out\n", None)
     assert answered and runtime.removed == ["cid-1"]
+
+
+class CutEngineApi:
+    """The low-level client of an engine whose connection is cut mid-answer (or that is merely slow)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def wait(self, container_id: str, timeout: float) -> dict[str, int]:
+        raise self.error
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        raise self.error
+
+
+def runtime_with(api: CutEngineApi) -> DockerRuntime:
+    runtime = DockerRuntime.__new__(DockerRuntime)  # no engine to connect to: only the error mapping is tested
+    runtime._client = SimpleNamespace(api=api)
+    return runtime
+
+
+def test_an_answer_cut_midway_counts_as_an_engine_that_does_not_answer() -> None:
+    runtime = runtime_with(CutEngineApi(requests.exceptions.ChunkedEncodingError("Response ended prematurely")))
+    with pytest.raises(EngineUnavailable):
+        runtime.wait("cid-1", 1.0)
+    with pytest.raises(EngineUnavailable):
+        runtime.stop("cid-1", 1.0)
+
+
+def test_a_wait_that_times_out_means_still_running() -> None:
+    timeout = requests.exceptions.ConnectionError(urllib3.exceptions.ReadTimeoutError(None, "/wait", "timed out"))  # type: ignore[arg-type]
+    assert runtime_with(CutEngineApi(timeout)).wait("cid-1", 1.0) is None
