@@ -30,6 +30,15 @@ def unanswered(exc: Exception) -> EngineUnavailable:
     return EngineUnavailable(f"the Docker engine does not answer: {exc}")
 
 
+@contextlib.contextmanager
+def answering() -> Iterator[None]:
+    """Around an engine call: not reaching the engine, or losing its answer midway, is EngineUnavailable."""
+    try:
+        yield
+    except requests.exceptions.RequestException as exc:
+        raise unanswered(exc) from exc
+
+
 class Interrupted(Exception):
     """The runner is stopping while a container still runs; the container is left to a later runner."""
 
@@ -189,11 +198,8 @@ class DockerRuntime:
             raise unanswered(exc) from exc
 
     def stop(self, container_id: str, grace_s: float) -> None:
-        try:
-            with contextlib.suppress(NotFound):
-                self._client.api.stop(container_id, timeout=int(grace_s))
-        except requests.exceptions.RequestException as exc:
-            raise unanswered(exc) from exc
+        with answering(), contextlib.suppress(NotFound):
+            self._client.api.stop(container_id, timeout=int(grace_s))
 
     def logs(self, container_id: str) -> tuple[bytes, bytes]:
         """(stdout, stderr) of an ended container in ONE engine call: the SDK's `logs` makes two per stream (it
@@ -201,21 +207,17 @@ class DockerRuntime:
         fetched together and told apart by their frame headers."""
         api = self._client.api
         url = f"{api.base_url}/v{api.api_version}/containers/{urllib.parse.quote(container_id)}/logs"
-        try:
+        with answering():
             response = api.get(url, params={"stdout": 1, "stderr": 1}, timeout=api.timeout)
+        try:
             response.raise_for_status()
         except requests.exceptions.HTTPError as exc:
             raise create_api_error_from_http_exception(exc) from exc
-        except requests.exceptions.RequestException as exc:
-            raise unanswered(exc) from exc
         return demultiplex(response.content)
 
     def remove(self, container_id: str) -> None:
-        try:
-            with contextlib.suppress(NotFound):
-                self._client.api.remove_container(container_id, force=True)
-        except requests.exceptions.RequestException as exc:
-            raise unanswered(exc) from exc
+        with answering(), contextlib.suppress(NotFound):
+            self._client.api.remove_container(container_id, force=True)
 
     def finished_at(self, container_id: str) -> datetime | None:
         try:
