@@ -26,7 +26,7 @@ from shared.events import (
     RunnerHeartbeat,
 )
 from shared.projections import write_time
-from shared.writes import Writes
+from shared.writes import Writes, joined
 
 BUCKET = 0  # every task in one listing partition; see README (scale)
 GATED_MEMORY = 10_000  # execution ids whose gate this process has passed, remembered (oldest forgotten first)
@@ -102,10 +102,8 @@ class Indexes:
     def apply(self, event: Event, writes: Writes | None = None) -> None:
         """Apply `event`; its row writes and increments join `writes` when given (the caller sends them), else
         they are sent before this returns. The gates and reads are answered at once either way."""
-        w = writes if writes is not None else Writes(self._session)
-        self._apply(event, w)
-        if writes is None:
-            w.send()
+        with joined(self._session, writes) as w:
+            self._apply(event, w)
 
     def _apply(self, event: Event, w: Writes) -> None:
         if isinstance(event, RunnerHeartbeat):

@@ -27,7 +27,7 @@ from shared.events import (
     JobUpdated,
     StopExecution,
 )
-from shared.writes import Writes
+from shared.writes import Writes, joined
 
 
 def write_time(at: datetime) -> int:
@@ -127,10 +127,8 @@ class Projections:
         handler = self._handlers.get(type(event))
         if handler is None:  # stop orders change no table
             return
-        w = writes if writes is not None else Writes(self._session)
-        handler(event, w)
-        if writes is None:
-            w.send()
+        with joined(self._session, writes) as w:
+            handler(event, w)
 
     def job_requested(self, e: JobRequested | JobUpdated, w: Writes) -> None:
         """A job created (POST) or created/replaced (PUT)."""

@@ -12,7 +12,8 @@ definitions) or `MAX_BATCH_STATEMENTS` statements is split, below Cassandra's ba
 warnings (5 KiB and 10 partitions by default).
 """
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from cassandra.cluster import ResponseFuture, Session
@@ -94,3 +95,14 @@ class Writes:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+@contextlib.contextmanager
+def joined(session: Session, writes: Writes | None) -> Iterator[Writes]:
+    """What to add an event's writes to: the caller's `writes` (it sends them), else new ones sent at the end."""
+    if writes is not None:
+        yield writes
+        return
+    own = Writes(session)
+    yield own
+    own.send()
