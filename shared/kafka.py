@@ -7,12 +7,19 @@ from collections.abc import Callable
 from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_not_exception_type, wait_exponential
 
 from shared.events import Event, HostEvent, decode, encode
 from shared.events import Message as EventMessage
+from shared.failures import POISON_ATTEMPTS, GaveUp, is_transient
 from shared.net import wait_for_port
 from shared.settings import Settings
 from shared.topics import Topics
@@ -53,15 +60,31 @@ def ensure_topics(settings: Settings) -> None:
         for name in topics.all()
         if name not in existing
     ]
-    if not wanted:
-        return
-    for name, future in admin.create_topics(wanted, operation_timeout=30).items():
+    for name, future in (admin.create_topics(wanted, operation_timeout=30) if wanted else {}).items():
         try:
             future.result()
             log.info("created topic", extra={"topic": name})
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    align_message_size(admin, topics, [name for name in topics.all() if name in existing])
+
+
+def align_message_size(admin: AdminClient, topics: Topics, names: list[str]) -> None:
+    """Topics made by an earlier version take the configured message size limit too (data is kept)."""
+    if not names:
+        return
+    size = topics.config(names[0])["max.message.bytes"]
+    resources = [
+        ConfigResource(
+            ConfigResource.Type.TOPIC,  # type: ignore[attr-defined]
+            name,
+            incremental_configs=[ConfigEntry("max.message.bytes", size, incremental_operation=AlterConfigOpType.SET)],
+        )
+        for name in names
+    ]
+    for future in admin.incremental_alter_configs(resources).values():
+        future.result()
 
 
 class EventProducer:
@@ -75,7 +98,7 @@ class EventProducer:
                 "acks": "all",
                 "linger.ms": 0,
                 "partitioner": PARTITIONER,
-                "message.max.bytes": 4_000_000,
+                "message.max.bytes": settings.max_message_bytes,
             }
         )
 
@@ -95,9 +118,18 @@ class EventProducer:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "broker did not acknowledge in time"))
 
     def park(self, topic: str, msg: Message, reason: str) -> None:
-        """Send an unparseable message to the dead-letter topic with where it came from and why."""
-        self._producer.produce(topic, key=msg.key(), value=msg.value(), headers=dead_letter_headers(msg, reason))
-        self._producer.flush(10)
+        """Send a message no handler could use to the dead-letter topic with where it came from and why; raises
+        KafkaException when the broker did not take it."""
+        errors: list[KafkaError] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                errors.append(err)
+
+        headers = dead_letter_headers(msg, reason)
+        self._producer.produce(topic, key=msg.key(), value=msg.value(), headers=headers, on_delivery=on_delivery)
+        if self._producer.flush(10) or errors:
+            raise KafkaException(errors[0] if errors else KafkaError(KafkaError._MSG_TIMED_OUT, "not acknowledged"))
 
     def close(self) -> None:
         self._producer.flush(10)
@@ -126,6 +158,26 @@ def is_record(msg: Message | None) -> bool:
     return True
 
 
+def park_poison(
+    event: Event,
+    msg: Message,
+    why: str,
+    producer: EventProducer,
+    topics: Topics,
+    stop: threading.Event,
+    on_poison: Callable[[Event, str], None] | None,
+    context: dict[str, object],
+) -> bool:
+    """Give the message's owner its final state (`on_poison`, best effort), then park it; False if stopping
+    before it was parked."""
+    if on_poison is not None:
+        try:
+            retry_until_done(lambda: on_poison(event, why), stop, context)
+        except GaveUp:
+            log.error("could not record the poison message's outcome either", extra=context)
+    return retry_until_done(lambda: producer.park(topics.dead_letter, msg, why), stop, context)
+
+
 def consumer_config(settings: Settings, group: str) -> dict[str, object]:
     """At-least-once: offsets are stored by us after the handler succeeded, then auto-committed."""
     return {
@@ -145,12 +197,14 @@ def decode_or_park(msg: Message, producer: EventProducer, topics: Topics) -> Eve
     try:
         return decode(msg.value() or b"")
     except ValidationError as exc:
-        log.error(
-            "unparseable message parked",
-            extra={"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()},
-        )
-        producer.park(topics.dead_letter, msg, str(exc))
-        return None
+        why = f"not an event of the contract: {exc}"
+    where = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
+    log.error("unparseable message parked", extra=where)
+    try:
+        retry_until_done(lambda: producer.park(topics.dead_letter, msg, why), threading.Event(), where)
+    except GaveUp:
+        log.error("unparseable message could not be parked either; skipped", extra=where)
+    return None
 
 
 def run_consumer(
@@ -162,12 +216,15 @@ def run_consumer(
     stop: threading.Event,
     on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None,
     on_revoke: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+    on_poison: Callable[[Event, str], None] | None = None,
 ) -> None:
     """Poll `subscribe_to` until `stop` is set, calling `handle` for each event (with its message) in order;
     `on_assign`/`on_revoke` are told of rebalances.
 
-    A handler that raises is retried (growing pauses) until it succeeds: the offset is only stored after
-    success, so a crash means redelivery, never loss. Handlers must therefore be idempotent.
+    A handler that raises is retried (growing pauses) while a backing service is down: the offset is only
+    stored after success, so a crash means redelivery, never loss. Handlers must therefore be idempotent. A
+    message that keeps failing by its own fault is parked on the dead-letter topic with the reason, after
+    `on_poison` (which may record a final state for it) had its chance; then the loop goes on.
     """
     topics = Topics.from_settings(settings)
     consumer = Consumer(consumer_config(settings, group))
@@ -181,11 +238,21 @@ def run_consumer(
             assert msg is not None
             event = decode_or_park(msg, producer, topics)
             context = {"type": getattr(event, "type", None), "topic": msg.topic(), "offset": msg.offset()}
-            if event is not None and not retry_until_done(partial(handle, event, msg), stop, context):
-                break  # stopping mid-retry: leave the offset unstored so the message comes again
+            try:
+                if event is not None and not retry_until_done(partial(handle, event, msg), stop, context):
+                    break  # stopping mid-retry: leave the offset unstored so the message comes again
+            except GaveUp as poison:
+                assert event is not None
+                if not park_poison(event, msg, str(poison), producer, topics, stop, on_poison, context):
+                    break
             consumer.store_offsets(msg)
     finally:
         consumer.close()
+
+
+def pause_after(failures: int) -> float:
+    """Seconds to wait after `failures` consecutive failures of a backing service: 0.2 s doubling up to 10 s."""
+    return float(min(10.0, 0.2 * 2 ** min(max(failures - 1, 0), 10)))
 
 
 def retry_until_done(
@@ -196,9 +263,14 @@ def retry_until_done(
 ) -> bool:
     """Run `action` until it succeeds, pausing longer after each failure (0.2 s doubling up to 10 s).
 
+    Failures of a backing service (shared.failures.is_transient) are retried for as long as they last. Any
+    other failure is the message's own: after POISON_ATTEMPTS of those, GaveUp is raised (from the last one)
+    and the caller parks the message or ends its execution with the reason, then goes on.
+
     Returns False when `stop` was set before it succeeded: the caller then leaves its message unacknowledged,
     so it is delivered again later. Exceptions in `give_up_on` are not retried but raised at once.
     """
+    poisoned = 0
 
     def log_retry(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -207,10 +279,17 @@ def retry_until_done(
     def pause(seconds: float) -> None:
         stop.wait(seconds)  # a stop request cuts the pause short
 
+    def enough(state: RetryCallState) -> bool:
+        nonlocal poisoned
+        error = state.outcome.exception() if state.outcome else None
+        if error is not None and not is_transient(error):
+            poisoned += 1
+        return stop.is_set() or poisoned >= POISON_ATTEMPTS
+
     retrying = Retrying(
         retry=retry_if_not_exception_type(give_up_on),
         wait=wait_exponential(multiplier=0.2, max=10),
-        stop=lambda _state: stop.is_set(),
+        stop=enough,
         sleep=pause,
         before_sleep=log_retry,
         reraise=True,
@@ -220,5 +299,8 @@ def retry_until_done(
         return True
     except give_up_on:
         raise
-    except Exception:
+    except Exception as exc:
+        if poisoned >= POISON_ATTEMPTS:
+            log.error("giving up on this message", exc_info=exc, extra=context)
+            raise GaveUp(exc) from exc
         return False  # only reached once stopping

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     cassandra_port: int = 9042
     keyspace: str = Field(default="fastlane", pattern=r"^[a-z][a-z0-9_]{0,47}$")
     cassandra_replication_factor: int = Field(default=1, ge=1)
+    # Largest message any producer sends and any topic takes (each topic's max.message.bytes): job definitions
+    # are bounded at the API to half of it and logs are clipped to fit, so every message fits by construction.
+    max_message_bytes: int = Field(default=2 * 1024 * 1024, ge=256 * 1024, le=64 * 1024 * 1024)
     # How long a service waits at start-up for Kafka and Cassandra to answer before giving up.
     startup_timeout_s: float = 180.0
     # No execution runs longer than this, whatever its own `timeout` says (the API caps, the runner enforces).

@@ -58,12 +58,14 @@ class Topics:
         ]
 
     def config(self, name: str) -> dict[str, str]:
-        """Per-topic settings: the scheduler's state keeps the latest record per job, forever."""
+        """Per-topic settings: one message size limit everywhere; the scheduler's state keeps the latest record
+        per job, forever; heartbeats are kept six hours."""
+        size = {"max.message.bytes": str(self.settings.max_message_bytes if self.settings else 2 * 1024 * 1024)}
         if name == self.scheduler_state:
-            return {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+            return size | {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
         if name == self.heartbeats:
-            return {"retention.ms": str(6 * 3600 * 1000)}
-        return {}
+            return size | {"retention.ms": str(6 * 3600 * 1000)}
+        return size
 
 
 def group_id(settings: Settings, service: str) -> str:

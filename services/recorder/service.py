@@ -6,7 +6,7 @@ import threading
 from confluent_kafka import Message
 
 from shared.cassandra import connect
-from shared.events import Event
+from shared.events import Event, ExecutionFinished
 from shared.indexes import Indexes
 from shared.kafka import EventProducer, run_consumer
 from shared.lifecycle import prepare_backends
@@ -32,6 +32,13 @@ def serve(settings: Settings, stop: threading.Event) -> None:
         indexes.apply(event, writes)
         writes.send()
 
+    def record_poison(event: Event, why: str) -> None:
+        """An execution's end that cannot be recorded as it came still ends the execution: without its logs,
+        with the reason (the event itself goes to the dead-letter topic)."""
+        if isinstance(event, ExecutionFinished):
+            error = f"fastlane could not record this execution's outcome as reported ({why})"
+            record(event.model_copy(update={"stdout": "", "stderr": "", "error": error}), _msg=None)  # type: ignore[arg-type]
+
     log.info("recorder started")
     try:
         run_consumer(
@@ -41,6 +48,7 @@ def serve(settings: Settings, stop: threading.Event) -> None:
             record,
             producer,
             stop,
+            on_poison=record_poison,
         )
     finally:
         producer.close()

@@ -55,12 +55,44 @@ def container_spec(due: ExecutionDue) -> ContainerSpec:
     )
 
 
-def clip(raw: bytes, limit: int) -> str:
-    """Decode a log, keeping its last `limit` bytes (the end of a log is what explains a failure)."""
-    if len(raw) <= limit:
-        return raw.decode("utf-8", errors="replace")
-    kept = raw[-limit:].decode("utf-8", errors="replace")
-    return f"[fastlane: first {len(raw) - limit} bytes cut]\n{kept}"
+ERROR_BUDGET = 16 * 1024  # serialized bytes of an ExecutionFinished's `error`
+_SHORT_ESCAPES = frozenset('"\\\n\r\t\b\f')
+CUT_NOTE_ROOM = 64  # serialized bytes kept free for the "[fastlane: first N bytes cut]" line
+
+
+def serialized_size(char: str) -> int:
+    """Bytes `char` takes inside a JSON string as the event contract writes it (UTF-8, control characters
+    escaped: a NUL byte takes six, `\u0000`)."""
+    if char in _SHORT_ESCAPES:
+        return 2
+    if char < " ":
+        return 6
+    return len(char.encode("utf-8", errors="surrogatepass"))
+
+
+def clip(raw: bytes, budget: int) -> str:
+    """Decode a log (invalid UTF-8 replaced), keeping its end within `budget` bytes once serialized as JSON (the
+    end of a log is what explains a failure; escapes can make a log six times its raw size). `raw` may be a
+    LogTail, which says how many bytes before it the runtime dropped already."""
+    earlier: int = getattr(raw, "cut", 0)
+    text = raw.decode("utf-8", errors="replace")
+    if not earlier and (len(text) * 6 <= budget or sum(map(serialized_size, text)) <= budget):
+        return text
+    room, size, start = budget - CUT_NOTE_ROOM, 0, len(text)
+    while start > 0:
+        cost = serialized_size(text[start - 1])
+        if size + cost > room:
+            break
+        size += cost
+        start -= 1
+    kept = text[start:]
+    dropped = earlier + max(0, len(raw) - len(kept.encode("utf-8")))
+    return f"[fastlane: first {dropped} bytes cut]\n{kept}"
+
+
+def clip_error(error: str | None) -> str | None:
+    """fastlane's own reasons (engine explanations included) within ERROR_BUDGET once serialized."""
+    return None if error is None else clip(error.encode("utf-8", errors="replace"), ERROR_BUDGET)
 
 
 @dataclass(frozen=True)
@@ -71,6 +103,13 @@ class Limits:
     hard_timeout_s: float = 1800.0
     stop_grace_s: float = 10.0
     engine_lost_after_s: float = 60.0  # an engine silent this long is taken for gone, with its containers
+    max_message_bytes: int = 2 * 1024 * 1024  # the size every Kafka message fits in (Settings.max_message_bytes)
+
+    @property
+    def log_budget(self) -> int:
+        """Serialized bytes each of stdout and stderr may take in an ExecutionFinished: both, the error and the
+        envelope fit in one message."""
+        return max(1024, min(self.max_log_bytes, (self.max_message_bytes - ERROR_BUDGET - 8 * 1024) // 2))
 
 
 class EngineLost(Exception):
@@ -118,7 +157,7 @@ def run_execution(
         raise  # not the job's fault: the caller hands the execution to another host
     except (RuntimeFailure, ValueError) as exc:
         log.warning("could not run", extra={"execution_id": str(due.execution_id), "error": str(exc)})
-        publish(ExecutionFinished(**ids, status="failed", error=str(exc), host=host))
+        publish(ExecutionFinished(**ids, status="failed", error=clip_error(str(exc)), host=host))
         return True
     container_id = started.container_id
     started_at: datetime = started.started_at or utcnow()
@@ -135,7 +174,7 @@ def run_execution(
     if lost is not None:
         log.warning("engine lost; the execution fails", extra={"execution_id": str(due.execution_id)})
         error = f"the Docker engine of host {host} has not answered for {limits.engine_lost_after_s:g}s: {lost}"
-        publish(ExecutionFinished(**ids, status="failed", error=error, host=host, started_at=started_at))
+        publish(ExecutionFinished(**ids, status="failed", error=clip_error(error), host=host, started_at=started_at))
         return False
     # The container has run: from here on the execution is never handed to another host. An engine that
     # stops answering now costs the logs (after the same patience), not a second run.
@@ -151,9 +190,9 @@ def run_execution(
             **ids,
             status=ended_by or ("done" if exit_code == 0 else "failed"),
             exit_code=exit_code,
-            stdout=clip(stdout, limits.max_log_bytes),
-            stderr=clip(stderr, limits.max_log_bytes),
-            error=error,
+            stdout=clip(stdout, limits.log_budget),
+            stderr=clip(stderr, limits.log_budget),
+            error=clip_error(error),
             host=host,
             started_at=started_at,
         )

@@ -8,14 +8,17 @@ ExecutionDue under its host; it acknowledges the Kafka message only then. So:
   from it (another transaction: only one runner does it) and fails its executions.
 """
 
+import logging
 import uuid
 from datetime import datetime
 
 from cassandra.cluster import Session
+from pydantic import ValidationError
 
 from shared.events import ExecutionDue
 
 LOST = "lost:"
+log = logging.getLogger(__name__)
 
 
 class Ledger:
@@ -62,7 +65,14 @@ class Ledger:
         self._session.execute(self._drop, (host, execution_id))
 
     def held(self, host: str) -> list[ExecutionDue]:
-        return [ExecutionDue.model_validate_json(row.due) for row in self._session.execute(self._held, (host,))]
+        """What `host` holds; a record that no longer parses (written by another version) is skipped."""
+        held = []
+        for row in self._session.execute(self._held, (host,)):
+            try:
+                held.append(ExecutionDue.model_validate_json(row.due))
+            except ValidationError as exc:
+                log.error("unreadable held execution skipped", extra={"host": host, "error": str(exc)[:500]})
+        return held
 
     def take_from_lost(self, execution_id: uuid.UUID, lost_host: str) -> bool:
         """Move the claim of a lost host's execution away from it; True for the one runner that did."""

@@ -25,6 +25,8 @@ class RuntimeFailure(Exception):
 class EngineUnavailable(RuntimeFailure):
     """The engine itself did not answer: not the job's fault, so the execution goes to another host."""
 
+    transient = True  # shared.failures: retried while it lasts, never counted against the message
+
 
 def unanswered(exc: Exception) -> EngineUnavailable:
     return EngineUnavailable(f"the Docker engine does not answer: {exc}")
@@ -41,6 +43,8 @@ def answering() -> Iterator[None]:
 
 class Interrupted(Exception):
     """The runner is stopping while a container still runs; the container is left to a later runner."""
+
+    transient = True
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,9 @@ class ContainerRuntime(Protocol):
     def stop(self, container_id: str, grace_s: float) -> None:
         """SIGTERM, then SIGKILL after `grace_s`; raises EngineUnavailable when the engine does not answer."""
 
-    def logs(self, container_id: str) -> tuple[bytes, bytes]: ...
+    def logs(self, container_id: str) -> tuple[bytes, bytes]:
+        """(stdout, stderr) of an ended container; an adapter may keep only their ends (as LogTail)."""
+
     def remove(self, container_id: str) -> None: ...
 
 
@@ -109,7 +115,9 @@ class DockerRuntime:
         pull_policy: PullPolicy = "IfNotPresent",
         registry_auth: dict[str, dict[str, str]] | None = None,
         tls: docker.tls.TLSConfig | None = None,
+        log_tail_bytes: int = 1024 * 1024,
     ) -> None:
+        self._log_tail_bytes = log_tail_bytes  # the end of each stream kept in memory; the rest is counted
         if tls is not None:
             # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace the engine's CA (docker-py issue 2433):
             # the engine is reached with its own CA only. The client would talk to the engine before that can
@@ -133,13 +141,23 @@ class DockerRuntime:
                 self._pull(spec.image, on_pull)
             container_id, state = self._create(spec, on_pull)
             if state is None or state.get("Status") == "created":
-                self._client.api.start(container_id)
+                self._start_or_remove(container_id)
                 return Started(container_id)
             return Started(container_id, _engine_time(state.get("StartedAt")))
         except APIError as exc:
             raise RuntimeFailure(_explain(exc)) from exc
         except (DockerException, requests.exceptions.RequestException) as exc:
             raise unanswered(exc) from exc
+
+    def _start_or_remove(self, container_id: str) -> None:
+        """Start a created container; one the engine refuses to start (missing binary, bad argv) is removed at
+        once, so no `Created` container is left behind."""
+        try:
+            self._client.api.start(container_id)
+        except APIError:
+            with contextlib.suppress(DockerException, requests.exceptions.RequestException):
+                self._client.api.remove_container(container_id, force=True)
+            raise
 
     def _pull(self, image: str, on_pull: Callable[[], None]) -> None:
         on_pull()
@@ -204,16 +222,21 @@ class DockerRuntime:
     def logs(self, container_id: str) -> tuple[bytes, bytes]:
         """(stdout, stderr) of an ended container in ONE engine call: the SDK's `logs` makes two per stream (it
         inspects the container first, to learn whether it has a TTY; ours never do), so both streams are
-        fetched together and told apart by their frame headers."""
+        fetched together and told apart by their frame headers. Read as a stream: only the last
+        `log_tail_bytes` of each are kept (LogTail says how much came before), so a job that prints gigabytes
+        costs the runner no more memory than one that prints a page."""
         api = self._client.api
         url = f"{api.base_url}/v{api.api_version}/containers/{urllib.parse.quote(container_id)}/logs"
         with answering():
-            response = api.get(url, params={"stdout": 1, "stderr": 1}, timeout=api.timeout)
-        try:
-            response.raise_for_status()
-        except requests.exceptions.HTTPError as exc:
-            raise create_api_error_from_http_exception(exc) from exc
-        return demultiplex(response.content)
+            response = api.get(url, params={"stdout": 1, "stderr": 1}, timeout=api.timeout, stream=True)
+            try:
+                response.raise_for_status()
+            except requests.exceptions.HTTPError as exc:
+                raise create_api_error_from_http_exception(exc) from exc
+            frames = Demultiplexer(self._log_tail_bytes)
+            for chunk in response.iter_content(64 * 1024):
+                frames.feed(chunk)
+        return frames.tails()
 
     def remove(self, container_id: str) -> None:
         with answering(), contextlib.suppress(NotFound):
@@ -229,6 +252,57 @@ class DockerRuntime:
         """(container id, execution id, state) of every fastlane container on this engine."""
         for c in self._client.api.containers(all=all_states, filters={"label": LABEL}):
             yield c["Id"], c["Labels"][LABEL], c["State"]
+
+
+class LogTail(bytes):
+    """The end of a log; `cut` bytes came before it and were not kept."""
+
+    cut: int
+
+    def __new__(cls, data: bytes, cut: int = 0) -> "LogTail":
+        tail = super().__new__(cls, data)
+        tail.cut = cut
+        return tail
+
+
+class Demultiplexer:
+    """demultiplex() for a stream read in chunks, keeping the last `keep` bytes of each of stdout and stderr."""
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._streams = {1: bytearray(), 2: bytearray()}
+        self._totals = {1: 0, 2: 0}
+        self._header = bytearray()
+        self._kind = 0
+        self._left = 0  # payload bytes of the current frame still to come
+
+    def feed(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            if self._left == 0:
+                need = 8 - len(self._header)
+                self._header += view[:need]
+                view = view[need:]
+                if len(self._header) < 8:
+                    return
+                self._kind, self._left = self._header[0], int.from_bytes(self._header[4:8], "big")
+                self._header.clear()
+                continue
+            payload, view = view[: self._left], view[self._left :]
+            self._left -= len(payload)
+            if self._kind in self._streams:
+                kept = self._streams[self._kind]
+                kept += payload
+                self._totals[self._kind] += len(payload)
+                if len(kept) > 2 * self._keep:  # trimmed now and then, not at every frame
+                    del kept[: len(kept) - self._keep]
+
+    def tails(self) -> tuple["LogTail", "LogTail"]:
+        out = []
+        for kind in (1, 2):
+            data = bytes(self._streams[kind][-self._keep :]) if self._keep else b""
+            out.append(LogTail(data, self._totals[kind] - len(data)))
+        return out[0], out[1]
 
 
 def demultiplex(data: bytes) -> tuple[bytes, bytes]:

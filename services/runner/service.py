@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from pydantic import ValidationError
 
 from services.runner.breaker import Breaker
-from services.runner.handlers import Limits, container_name, run_execution
+from services.runner.handlers import Limits, clip_error, container_name, run_execution
 from services.runner.ledger import LOST, Ledger
 from services.runner.offsets import OffsetTracker
 from services.runner.runtime import DockerRuntime, EngineUnavailable, Interrupted
@@ -30,6 +30,7 @@ from shared.events import (
     utcnow,
 )
 from shared.events import Message as EventMessage
+from shared.failures import GaveUp
 from shared.kafka import EventProducer, consumer_config, decode_or_park, is_record, retry_until_done
 from shared.lifecycle import prepare_backends
 from shared.settings import RunnerSettings
@@ -101,9 +102,7 @@ class Runner:
         self._paused = False
         self._reassigned = False
         self._slot_freed = threading.Event()  # wakes the poll loop when a message in hand is done with
-        self.limits = Limits(
-            settings.max_log_bytes, settings.timeout_hard_limit_s, settings.stop_grace_s, settings.host_lost_after_s
-        )
+        self.limits = limits_from(settings)
         self.stops = StopRequests()
         self.breaker = Breaker(settings.breaker_threshold, settings.breaker_open_s)
         self.blacklisted = False
@@ -118,7 +117,10 @@ class Runner:
         listener = threading.Thread(target=self._listen_for_stops, args=(stop,), name="stop-listener", daemon=True)
         listener.start()
         adopt_context: dict[str, object] = {"step": "taking up what this host held"}
-        retry_until_done(lambda: self._adopt(stop), stop, adopt_context)  # waits for the engine and Cassandra
+        try:
+            retry_until_done(lambda: self._adopt(stop), stop, adopt_context)  # waits for the engine and Cassandra
+        except GaveUp:
+            log.error("could not take up what this host held; going on without", extra=adopt_context)
         threading.Thread(target=self._watch, args=(stop,), name="watch", daemon=True).start()
         try:
             while not stop.is_set():
@@ -295,7 +297,13 @@ class Runner:
                     self._settled()
                     return
                 claims: list[tuple[str, bool]] = []
-                if not retry_until_done(lambda: claims.append(self.ledger.claim(due, self.host)), stop, context):
+                try:
+                    if not retry_until_done(lambda: claims.append(self.ledger.claim(due, self.host)), stop, context):
+                        self._settled()
+                        return
+                except GaveUp as exc:  # the execution itself cannot be claimed: it ends, and the message is done
+                    self._fail(due, None, f"fastlane could not claim this execution: {exc}", stop)
+                    self.finished.put(message)
                     self._settled()
                     return
                 self.finished.put(message)  # claimed (or someone else's): the message is done with
@@ -306,7 +314,8 @@ class Runner:
                     log.info("already claimed; not run again", extra={**context, "owner": owner})
                     give_slot()
                     if owner == self.host:
-                        retry_until_done(lambda: self.ledger.done(eid, self.host), stop, context)
+                        with contextlib.suppress(GaveUp):
+                            retry_until_done(lambda: self.ledger.done(eid, self.host), stop, context)
                     return
 
             engine_answered: list[bool] = []
@@ -325,6 +334,9 @@ class Runner:
             try:
                 if not retry_until_done(attempt, stop, context, give_up_on=(Interrupted, EngineUnavailable)):
                     return
+            except GaveUp as exc:  # something in this execution keeps failing: it ends with the reason
+                self._fail(due, started[-1] if started else None, f"fastlane could not run it to its end: {exc}", stop)
+                engine_answered.append(True)
             except Interrupted:
                 log.info("left running; taken up again when this runner restarts", extra=context)
                 return
@@ -340,13 +352,34 @@ class Runner:
                 self.breaker.success()
             else:
                 self.breaker.failure()
-            retry_until_done(lambda: self.ledger.done(eid, self.host), stop, context)
+            with contextlib.suppress(GaveUp):
+                retry_until_done(lambda: self.ledger.done(eid, self.host), stop, context)
         finally:
             give_slot()
             self.stops.untrack(eid)
             with self._held_lock:
                 self._held.discard(eid)
             self._slot_freed.set()
+
+    def _fail(self, due: ExecutionDue, started: ExecutionStarted | None, why: str, stop: threading.Event) -> None:
+        """End an execution `failed` with `why` (its container, if any, removed first)."""
+        log.error("execution ends failed", extra={"execution_id": str(due.execution_id), "error": why})
+        if started is not None:
+            with contextlib.suppress(Exception):
+                self.runtime.remove(started.container_id)
+        ended = ExecutionFinished(
+            task_id=due.task_id,
+            job_id=due.job_id,
+            execution_id=due.execution_id,
+            status="failed",
+            error=clip_error(why),
+            host=self.host,
+            started_at=started.occurred_at if started else None,
+        )
+        try:
+            retry_until_done(lambda: self._publish(ended), stop, {"execution_id": str(due.execution_id)})
+        except GaveUp:
+            log.error("could not report the execution's end", extra={"execution_id": str(due.execution_id)})
 
     def _engine_failed_after_start(
         self, due: ExecutionDue, started: ExecutionStarted, error: str, stop: threading.Event
@@ -361,7 +394,8 @@ class Runner:
             host=self.host,
             started_at=started.occurred_at,
         )
-        retry_until_done(lambda: self._publish(ended), stop, {"execution_id": str(due.execution_id)})
+        with contextlib.suppress(GaveUp):
+            retry_until_done(lambda: self._publish(ended), stop, {"execution_id": str(due.execution_id)})
 
     def _hand_back(self, due: ExecutionDue, error: str, stop: threading.Event) -> None:
         """The engine failed before the container ran: release the claim and put the execution back on the
@@ -376,7 +410,10 @@ class Runner:
             self.producer.publish(self.due_topic, due)
 
         context: dict[str, object] = {"execution_id": str(due.execution_id)}
-        retry_until_done(give_back, stop, context)
+        try:
+            retry_until_done(give_back, stop, context)
+        except GaveUp as exc:
+            self._fail(due, None, f"fastlane could not hand this execution to another host: {exc}", stop)
 
     def _watch(self, stop: threading.Event) -> None:
         """Every heartbeat interval: probe the engine (feeds the breaker), read the blacklist, fail the
@@ -521,6 +558,16 @@ class Runner:
         self._reassigned = True
 
 
+def limits_from(settings: RunnerSettings) -> Limits:
+    return Limits(
+        settings.max_log_bytes,
+        settings.timeout_hard_limit_s,
+        settings.stop_grace_s,
+        settings.host_lost_after_s,
+        settings.max_message_bytes,
+    )
+
+
 def docker_tls(settings: RunnerSettings) -> docker.tls.TLSConfig | None:
     if not settings.docker_tls_cert:
         return None
@@ -533,7 +580,13 @@ def docker_tls(settings: RunnerSettings) -> docker.tls.TLSConfig | None:
 
 def serve(settings: RunnerSettings, stop: threading.Event) -> None:
     prepare_backends(settings)
-    runtime = DockerRuntime(settings.docker_host, settings.pull_policy, settings.registry_auth, docker_tls(settings))
+    runtime = DockerRuntime(
+        settings.docker_host,
+        settings.pull_policy,
+        settings.registry_auth,
+        docker_tls(settings),
+        log_tail_bytes=limits_from(settings).log_budget,
+    )
     producer = EventProducer(settings)
     cluster, session = connect(settings)
     runner = Runner(settings, runtime, producer, Ledger(session, settings.keyspace))

@@ -19,7 +19,7 @@ from shared.events import (
     StopExecution,
     new_execution_id,
 )
-from shared.schedule import backoff_delay, next_cron_fire
+from shared.schedule import ScheduleError, backoff_delay, next_cron_fire
 
 RETRYABLE = frozenset({"failed", "timedout"})
 
@@ -33,7 +33,8 @@ class Policy:
     missed_fire_grace: timedelta = timedelta(seconds=30)
 
 
-Output = ExecutionDue | StopExecution
+# ExecutionFinished: only for a job the scheduler cannot schedule (see `unschedulable`).
+Output = ExecutionDue | StopExecution | ExecutionFinished
 
 
 @dataclass
@@ -93,7 +94,27 @@ def define_job(state: JobState | None, cmd: JobRequested | JobUpdated, now: date
     )
     if cmd.definition.runs_now:
         return _decide_execution(new, 1, now, cmd.execution_id)
-    return Decision(new.model_copy(update={"timers": first_timers(new, now)}))
+    try:
+        timers = first_timers(new, now)
+    except ScheduleError as exc:  # the API refuses these; an older client or another producer may not have
+        return unschedulable(new, now, str(exc))
+    return Decision(new.model_copy(update={"timers": timers}))
+
+
+def unschedulable(state: JobState, now: datetime, reason: str) -> Decision:
+    """A job whose schedule cannot be computed (a cron with no next fire time...): its schedule ends, and one
+    `failed` execution carries the reason, so the job page and the `fails` webhooks say why."""
+    seed = uuid.uuid5(state.job_id, f"{state.generation}:{state.decided}:unschedulable")
+    failed = ExecutionFinished(
+        event_id=uuid.uuid5(seed, "finished"),
+        occurred_at=now,
+        task_id=state.task_id,
+        job_id=state.job_id,
+        execution_id=new_execution_id(now, seed),
+        status="failed",
+        error=f"fastlane cannot schedule this job: {reason}",
+    )
+    return Decision(state.model_copy(update={"timers": (), "decided": state.decided + 1, "stopped": True}), [failed])
 
 
 def stop_job(state: JobState | None, _cmd: JobStopRequested, _now: datetime) -> Decision:
@@ -150,8 +171,11 @@ def _fire(state: JobState, timer: Timer, now: datetime, policy: Policy) -> Decis
         return _decide_execution(state, timer.attempt, now)
     d = state.definition
     assert d.cron is not None
-    following = Timer(fire_at=next_cron_fire(d.cron, d.cron_timezone, max(now, timer.fire_at)), kind="cron")
-    state = state.model_copy(update={"timers": (*state.timers, following)})
+    try:
+        following = (Timer(fire_at=next_cron_fire(d.cron, d.cron_timezone, max(now, timer.fire_at)), kind="cron"),)
+    except ScheduleError:
+        following = ()  # the cron has fired for the last time (its next fire is past what a date can hold)
+    state = state.model_copy(update={"timers": (*state.timers, *following)})
     missed = now - timer.fire_at > policy.missed_fire_grace
     if missed and not d.catch_up:
         return Decision(state)
@@ -167,6 +191,25 @@ def _fire(state: JobState, timer: Timer, now: datetime, policy: Policy) -> Decis
 
 def _stop(state: JobState, execution_id: uuid.UUID) -> StopExecution:
     return StopExecution(task_id=state.task_id, job_id=state.job_id, execution_id=execution_id)
+
+
+def refuse(message: Event, now: datetime, reason: str) -> list[Output]:
+    """A job's order the scheduler could not act on (its handling raised): the execution it asked for, or one
+    made for the purpose, ends `failed` with the reason. Other messages (an execution's own events) get none:
+    their execution has a final state already, or gets one from its runner."""
+    if not isinstance(message, JobRequested | JobUpdated | JobRetryRequested):
+        return []
+    execution_id = message.execution_id or new_execution_id(now, uuid.uuid5(message.event_id, "refused"))
+    failed = ExecutionFinished(
+        event_id=uuid.uuid5(message.event_id, "refused"),
+        occurred_at=now,
+        task_id=message.task_id,
+        job_id=message.job_id,
+        execution_id=execution_id,
+        status="failed",
+        error=f"fastlane cannot schedule this job: {reason}",
+    )
+    return [failed]
 
 
 def handle(state: JobState | None, message: Event, now: datetime, policy: Policy) -> Decision:

@@ -19,10 +19,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import Message as KafkaMessage
 from pydantic import ValidationError
 
-from services.scheduler.handlers import Decision, Output, Policy, fire_due_timers, handle
+from services.scheduler.handlers import Decision, Output, Policy, fire_due_timers, handle, refuse, unschedulable
 from services.scheduler.state import JobState
-from shared.events import HostEvent, RetryBackoff, StopExecution, decode, encode, utcnow
-from shared.kafka import PARTITIONER, dead_letter_headers, is_record
+from shared.events import ExecutionFinished, HostEvent, RetryBackoff, StopExecution, decode, encode, utcnow
+from shared.kafka import PARTITIONER, dead_letter_headers, is_record, pause_after
 from shared.lifecycle import prepare_backends
 from shared.settings import SchedulerSettings
 from shared.topics import Topics, group_id
@@ -63,26 +63,34 @@ class Scheduler:
                 "heartbeat.interval.ms": 1_000,
             }
         )
-        instance = settings.scheduler_instance or uuid.uuid4().hex[:12]
-        self.producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "transactional.id": f"{self.group}-{instance}",
-                "transaction.timeout.ms": 10_000,
-                "partitioner": PARTITIONER,
-                "linger.ms": 0,
-            }
-        )
+        self.instance = settings.scheduler_instance or uuid.uuid4().hex[:12]
+        self.producer = self._new_producer()
         self.jobs: dict[int, dict[uuid.UUID, JobState]] = {}  # partition -> job id -> state
         self.timers: list[tuple[float, str, int]] = []  # (fire time, job id, partition), possibly stale
         self.needs_reload = False
         self.uncommitted = False  # consumed messages whose offsets no transaction has carried yet
         self.committed_at = time.monotonic()
 
+    def _new_producer(self) -> Producer:
+        return Producer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "transactional.id": f"{self.group}-{self.instance}",
+                "transaction.timeout.ms": 10_000,
+                "partitioner": PARTITIONER,
+                "linger.ms": 0,
+                "message.max.bytes": self.settings.max_message_bytes,
+            }
+        )
+
     # --- ownership -------------------------------------------------------------------------------------------
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for p in {tp.partition for tp in partitions} - set(self.jobs):
-            self._load(p)
+        try:
+            for p in {tp.partition for tp in partitions} - set(self.jobs):
+                self._load(p)
+        except KafkaException as exc:  # the loop waits, then reloads every assigned partition
+            log.error("could not load the job states", extra={"error": str(exc)})
+            self.needs_reload = True
         log.info("partitions assigned", extra={"partitions": sorted(self.jobs)})
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -113,11 +121,16 @@ class Scheduler:
                     if error.code() == KafkaError._PARTITION_EOF:
                         break
                     raise KafkaException(error)
-                job_id = uuid.UUID((msg.key() or b"").decode())
-                if msg.value() is None:
+                try:
+                    job_id = uuid.UUID((msg.key() or b"").decode())
+                    state = None if msg.value() is None else JobState.model_validate_json(msg.value() or b"")
+                except (ValueError, ValidationError) as exc:  # not ours (or from a newer version): skipped
+                    log.error("unreadable job state skipped", extra={"offset": msg.offset(), "error": str(exc)[:500]})
+                    continue
+                if state is None:
                     states.pop(job_id, None)
                 else:
-                    states[job_id] = JobState.model_validate_json(msg.value() or b"")
+                    states[job_id] = state
         finally:
             reader.close()
         self.jobs[partition] = states
@@ -132,15 +145,34 @@ class Scheduler:
 
     # --- the loop --------------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        self.producer.init_transactions(30)
+        """Loop until `stop`. Kafka failures (broker down, coordinator moved, transaction fenced or timed out)
+        are waited out with growing pauses and end in a reload from the last commit; nothing exits the loop."""
+        failures = 0
+        ready = False
         self.consumer.subscribe(
             [self.topics.jobs, self.topics.executions], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
         try:
             while not stop.is_set():
-                if self.needs_reload:
-                    self._reload()
-                self._step(self._next_batch())
+                try:
+                    if not ready:
+                        self.producer.init_transactions(30)
+                        ready = True
+                    if self.needs_reload:
+                        self._reload()
+                    self._step(self._next_batch())
+                    failures = 0
+                except KafkaException as exc:
+                    failures += 1
+                    error = exc.args[0] if exc.args else None
+                    log.error("Kafka failed; waiting, then going back to the last commit", extra={"error": str(exc)})
+                    if isinstance(error, KafkaError) and error.fatal():
+                        # e.g. fenced after a pause longer than the transaction timeout: a new producer (same
+                        # transactional id) takes over; the open transaction was aborted by the coordinator.
+                        self.producer = self._new_producer()
+                        ready = False
+                    self.needs_reload = True
+                    stop.wait(pause_after(failures))
         finally:
             self.consumer.close()
             self.producer.flush(5)
@@ -161,19 +193,27 @@ class Scheduler:
         now = utcnow()
         changed: dict[uuid.UUID, tuple[int, JobState | None]] = {}
         out: list[Output] = []
-        parked: list[KafkaMessage] = []
+        parked: list[tuple[KafkaMessage, str]] = []
         for msg in messages:
             if not is_record(msg):
                 continue
             try:
                 event = decode(msg.value() or b"")
-            except ValidationError:
-                parked.append(msg)
+            except ValidationError as exc:
+                parked.append((msg, f"not an event of the contract: {exc}"))
                 continue
             if isinstance(event, HostEvent):
                 continue  # not on the scheduler's topics; nothing to decide
             partition = msg.partition() or 0
-            decision = handle(self._state(partition, event.job_id, changed), event, now, self.policy)
+            try:
+                decision = handle(self._state(partition, event.job_id, changed), event, now, self.policy)
+            except Exception as exc:  # the message itself is the poison: handled the same way every time
+                log.exception(
+                    "message could not be handled; parked", extra={"type": event.type, "offset": msg.offset()}
+                )
+                parked.append((msg, f"{type(exc).__name__}: {exc}"))
+                out.extend(refuse(event, now, f"{type(exc).__name__}: {exc}"))
+                continue
             self._collect(partition, event.job_id, decision, changed, out)
         self._fire_timers(changed, out)
         self.uncommitted = self.uncommitted or bool(messages)
@@ -213,11 +253,19 @@ class Scheduler:
             state = self._state(partition, job_id, changed)
             if state is None:
                 continue
-            decision = fire_due_timers(state, utcnow(), self.policy)
+            now = utcnow()
+            try:
+                decision = fire_due_timers(state, now, self.policy)
+            except Exception as exc:  # the job's own definition is the poison: its schedule ends, with why
+                log.exception("timer could not fire; the job's schedule ends", extra={"job_id": job})
+                decision = unschedulable(state, now, f"{type(exc).__name__}: {exc}")
             self._collect(partition, job_id, decision, changed, out)
 
     def _commit(
-        self, changed: dict[uuid.UUID, tuple[int, JobState | None]], out: list[Output], parked: list[KafkaMessage]
+        self,
+        changed: dict[uuid.UUID, tuple[int, JobState | None]],
+        out: list[Output],
+        parked: list[tuple[KafkaMessage, str]],
     ) -> None:
         try:
             self.producer.begin_transaction()
@@ -228,12 +276,9 @@ class Scheduler:
                 )
             for message in out:
                 self.producer.produce(self._topic_of(message), key=message.key, value=encode(message))
-            for msg in parked:
+            for msg, reason in parked:
                 self.producer.produce(
-                    self.topics.dead_letter,
-                    key=msg.key(),
-                    value=msg.value(),
-                    headers=dead_letter_headers(msg, "not an event of the contract"),
+                    self.topics.dead_letter, key=msg.key(), value=msg.value(), headers=dead_letter_headers(msg, reason)
                 )
             assignment = self.consumer.assignment()
             if assignment:
@@ -242,7 +287,7 @@ class Scheduler:
                     self.producer.send_offsets_to_transaction(positions, self.consumer.consumer_group_metadata(), 30)
             self.producer.commit_transaction(30)
         except KafkaException as exc:
-            if exc.args[0].fatal():  # e.g. fenced by a newer instance with our transactional id: we must go
+            if exc.args[0].fatal():  # e.g. fenced: `run` makes a new producer and reloads
                 raise
             log.error("transaction failed; rewinding to the last commit", extra={"error": str(exc)})
             try:
@@ -270,6 +315,8 @@ class Scheduler:
     def _topic_of(self, message: Output) -> str:
         if isinstance(message, StopExecution):
             return self.topics.control
+        if isinstance(message, ExecutionFinished):
+            return self.topics.executions
         return self.topics.due_for(message.task_id)
 
     def _reload(self) -> None:
@@ -280,7 +327,7 @@ class Scheduler:
             if tp.offset < 0:
                 tp.offset = OFFSET_BEGINNING
             self.consumer.seek(tp)
-        partitions = set(self.jobs)
+        partitions = set(self.jobs) | {tp.partition for tp in assignment}
         self.jobs.clear()
         self.timers.clear()
         for p in partitions:

@@ -1,3 +1,4 @@
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from services.runner.runtime import (
     ContainerSpec,
     DockerRuntime,
     EngineUnavailable,
+    LogTail,
     RuntimeFailure,
     Started,
     demultiplex,
@@ -120,11 +122,24 @@ def test_container_names_and_labels_come_from_the_execution() -> None:
     assert spec.labels["fastlane.task-id"] == "t"
 
 
-def test_clip_keeps_the_end_of_long_logs() -> None:
+def test_clip_keeps_the_end_of_long_logs_within_the_budget() -> None:
     assert clip(b"short", 10) == "short"
-    clipped = clip(b"a" * 5 + b"b" * 10, 10)
-    assert clipped.endswith("b" * 10)
-    assert "first 5 bytes cut" in clipped
+    clipped = clip(b"a" * 500 + b"b" * 1000, 1064)
+    assert clipped.endswith("b" * 1000) and "a" not in clipped.split("\n", 1)[1]
+    assert "first 500 bytes cut" in clipped
+    assert len(json.dumps(clipped, ensure_ascii=False).encode()) <= 1064 + 2
+
+
+def test_clip_counts_the_serialized_size_so_nul_bytes_and_quotes_fit() -> None:
+    for raw, escaped in ((b"\x00" * 200_000, 6), (b'"' * 200_000, 2), (b"\\" * 200_000, 2)):
+        clipped = clip(raw, 100_000)
+        assert len(json.dumps(clipped, ensure_ascii=False).encode()) <= 100_002
+        assert len(clipped.split("\n", 1)[1]) > 100_000 // escaped - 100  # as much of the end as fits
+
+
+def test_clip_reports_what_the_runtime_dropped_before_the_tail() -> None:
+    clipped = clip(LogTail(b"end of it", cut=1000), 1000)
+    assert clipped == "[fastlane: first 1000 bytes cut]\nend of it"
 
 
 def test_an_expired_execution_is_not_run() -> None:
