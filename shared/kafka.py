@@ -77,7 +77,7 @@ def align_message_size(admin: AdminClient, topics: Topics, names: list[str]) -> 
     size = topics.config(names[0])["max.message.bytes"]
     resources = [
         ConfigResource(
-            ConfigResource.Type.TOPIC,  # type: ignore[attr-defined]
+            ConfigResource.Type.TOPIC,
             name,
             incremental_configs=[ConfigEntry("max.message.bytes", size, incremental_operation=AlterConfigOpType.SET)],
         )
@@ -198,7 +198,7 @@ def decode_or_park(msg: Message, producer: EventProducer, topics: Topics) -> Eve
         return decode(msg.value() or b"")
     except ValidationError as exc:
         why = f"not an event of the contract: {exc}"
-    where = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
+    where: dict[str, object] = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
     log.error("unparseable message parked", extra=where)
     try:
         retry_until_done(lambda: producer.park(topics.dead_letter, msg, why), threading.Event(), where)

@@ -74,6 +74,7 @@ def backoff_delay(attempt: int, policy: RetryBackoff) -> timedelta:
     computed without ever raising an overflow (any attempt count, any factor >= 1)."""
     low, high = max(0, policy.min_ms), max(0, policy.max_ms)
     exponent = max(0, attempt - 1)
+    ms: float
     if policy.factor <= 1 or exponent == 0 or low == 0:
         ms = min(high, low)
     elif low >= high or exponent * math.log(policy.factor) >= math.log(high / low):

@@ -7,6 +7,8 @@ class ApiError(Exception):
     status = 500
 
     def __init__(self, message: str) -> None:
+        if len(message) > 2000:  # messages may quote the request: a huge value is not echoed whole
+            message = message[:1997] + "..."
         super().__init__(message)
         self.message = message
 

@@ -29,7 +29,7 @@ from services.api.models import (
     TaskPage,
     Updated,
 )
-from services.api.schemas import check_task_id, parse_job_spec
+from services.api.schemas import check_task_id, invalid_text, parse_job_spec
 from shared.events import (
     Command,
     ExecutionStopRequested,
@@ -38,6 +38,7 @@ from shared.events import (
     JobRetryRequested,
     JobStopRequested,
     JobUpdated,
+    encode,
     new_execution_id,
     utcnow,
 )
@@ -111,19 +112,7 @@ class Urls(Links):
 
 @route("POST", "/tasks/{task_id}", summary="Enqueue a job in a task (created on first use)", **writes(Enqueued))
 async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
-    check_task_id(task_id)
-    check_farm(task_id, backends)
-    spec = parse_job_spec(await read_body(request, backends), backends.settings.webhooks_refuse_private)
-    now = utcnow()
-    definition = spec.definition(now, backends.settings.timeout_hard_limit_s)
-    command = JobRequested(
-        task_id=task_id,
-        job_id=uuid.uuid4(),
-        occurred_at=now,
-        execution_id=new_execution_id(now) if definition.runs_now else None,
-        definition=definition,
-        request_ip=client_ip(request),
-    )
+    command = await job_command(JobRequested, task_id, uuid.uuid4(), request, backends)
     await run_in_threadpool(accept, backends, command)
     return job_answer(Urls(request), command, with_execution=True)
 
@@ -136,21 +125,36 @@ async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict
     **writes(Updated),
 )
 async def update(task_id: str, job_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
+    command = await job_command(JobUpdated, task_id, parse_uuid(job_id, "jobId"), request, backends)
+    await run_in_threadpool(accept, backends, command)
+    return job_answer(Urls(request), command, with_execution=command.definition.runs_now)
+
+
+JobCommand = TypeVar("JobCommand", JobRequested, JobUpdated)
+
+
+async def job_command(
+    kind: type[JobCommand], task_id: str, job_id: uuid.UUID, request: Request, backends: Backends
+) -> JobCommand:
+    """The order a POST or PUT gives, after every check: the task id, a farm that takes it, the body, and that
+    the order fits in a Kafka message with room to spare (the scheduler keeps the definition with its state)."""
     check_task_id(task_id)
-    jid = parse_uuid(job_id, "jobId")
+    check_farm(task_id, backends)
     spec = parse_job_spec(await read_body(request, backends), backends.settings.webhooks_refuse_private)
     now = utcnow()
     definition = spec.definition(now, backends.settings.timeout_hard_limit_s)
-    command = JobUpdated(
+    command = kind(
         task_id=task_id,
-        job_id=jid,
+        job_id=job_id,
         occurred_at=now,
         execution_id=new_execution_id(now) if definition.runs_now else None,
         definition=definition,
         request_ip=client_ip(request),
     )
-    await run_in_threadpool(accept, backends, command)
-    return job_answer(Urls(request), command, with_execution=definition.runs_now)
+    size, limit = len(encode(command)), backends.settings.max_message_bytes // 2
+    if size > limit:
+        raise PayloadTooLarge(f"job definition too large: {size} bytes once encoded, at most {limit}")
+    return command
 
 
 def check_farm(task_id: str, backends: Backends) -> None:
@@ -404,7 +408,7 @@ class HostBody(BaseModel):
 
 def _blacklist(request_body: HostBody, backends: Backends, blacklisted: bool) -> BlacklistAnswer:
     host = request_body.host.strip()
-    if not host or any(c.isspace() for c in host):
+    if not host or not host.isprintable() or any(c.isspace() for c in host) or invalid_text(host):
         raise BadRequest("host must be a host name as its runner reports it, like 'docker1:2375'")
     accept(backends, HostBlacklisted(host=host, blacklisted=blacklisted), topic=backends.topics.control)
     return BlacklistAnswer(host=host, blacklisted=blacklisted)

@@ -26,12 +26,17 @@ from shared.addresses import literal_private, url_problem
 from shared.events import JobDefinition, MailEvent, Resources, RetryBackoff, Webhook, WebhookEvent
 from shared.schedule import check_cron, parse_duration, zone
 
-TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+# Every pattern is matched against the WHOLE value (fullmatch): `$` alone would let a trailing newline through.
+TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
+TASK_ID_RULE = "1-200 characters of letters, digits, '_', '.', ':' or '-' (ASCII), starting with a letter or digit"
 
-EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+EMAIL = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+")
 MAX_TARGETS = 10  # per event: webhooks, or e-mail addresses
-HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
-HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+HOSTNAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*")
+ENV_NAME = re.compile(r"[^=\x00]{1,1000}")
+# Upper bound of `startAt` and `expiration` (UNIX seconds): 9999-12-31, the last instant a date can hold.
+LAST_INSTANT = 253_402_300_799
 
 
 class RetryBackoffSpec(BaseModel):
@@ -80,10 +85,10 @@ class WebhookSpec(BaseModel):
     @classmethod
     def _header_names(cls, v: dict[str, str]) -> dict[str, str]:
         for name, value in v.items():
-            if not HEADER_NAME.match(name):
+            if not HEADER_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not an HTTP header name")
-            if "\r" in value or "\n" in value:
-                raise ValueError(f"the value of header {name} must not contain line breaks")
+            if "\r" in value or "\n" in value or "\x00" in value:
+                raise ValueError(f"the value of header {name} must not contain line breaks or NUL characters")
         return v
 
 
@@ -97,12 +102,12 @@ class JobSpec(BaseModel):
     envs: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
     startIn: StrictStr | None = None
-    startAt: StrictInt | StrictFloat | None = Field(default=None, ge=0)
+    startAt: StrictInt | StrictFloat | None = Field(default=None, ge=0, le=LAST_INSTANT)
     cron: StrictStr | None = None
     cronTimezone: StrictStr = "UTC"
     retries: StrictInt = Field(default=0, ge=0, le=1000)
     retryBackoff: RetryBackoffSpec | None = None
-    expiration: StrictInt | StrictFloat | None = Field(default=None, ge=0)
+    expiration: StrictInt | StrictFloat | None = Field(default=None, ge=0, le=LAST_INSTANT)
     timeout: StrictInt | StrictFloat | None = Field(default=None, gt=0)
     concurrencyPolicy: Literal["Allow", "Forbid", "Replace"] = "Allow"
     catchUp: StrictBool = True
@@ -126,7 +131,7 @@ class JobSpec(BaseModel):
             if len(addresses) > MAX_TARGETS:
                 raise ValueError(f"at most {MAX_TARGETS} addresses per event ({event} has {len(addresses)})")
             for address in addresses:
-                if not EMAIL.match(address) or len(address) > 254:
+                if not EMAIL.fullmatch(address) or len(address) > 254:
                     raise ValueError(f"{address!r} is not an e-mail address")
         return v
 
@@ -134,7 +139,7 @@ class JobSpec(BaseModel):
     @classmethod
     def _hosts_and_ips(cls, v: dict[str, str]) -> dict[str, str]:
         for name, address in v.items():
-            if not HOSTNAME.match(name):
+            if not HOSTNAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a host name")
             try:
                 ipaddress.ip_address(address)
@@ -163,13 +168,25 @@ class JobSpec(BaseModel):
     @field_validator("image")
     @classmethod
     def _image_has_no_spaces(cls, v: str) -> str:
-        if v != v.strip() or any(c.isspace() for c in v):
+        if not v.isprintable() or any(c.isspace() for c in v):
             raise ValueError("must be an image name without spaces, like 'busybox' or 'repo/name:tag'")
+        return v
+
+    @field_validator("envs")
+    @classmethod
+    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an environment variable name (1-1000 characters, no '=' or NUL)")
+            if "\x00" in value:
+                raise ValueError(f"the value of {name} must not contain NUL characters (a process cannot receive them)")
         return v
 
     @field_validator("command")
     @classmethod
     def _command_splits(cls, v: str) -> str:
+        if "\x00" in v:
+            raise ValueError("must not contain NUL characters (a process cannot receive them)")
         try:
             argv = shlex.split(v)
         except ValueError as exc:
@@ -215,22 +232,67 @@ class JobSpec(BaseModel):
 
 
 def check_task_id(task_id: str) -> str:
-    if not TASK_ID.match(task_id):
-        raise BadRequest(
-            "taskId must be 1-200 characters of letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
-        )
+    if not TASK_ID.fullmatch(task_id):
+        raise BadRequest(f"taskId must be {TASK_ID_RULE}")
     return task_id
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+MAX_DEPTH = 64  # nesting of arrays and objects in a body (metadata): every later encoder copes with it
+
+
+class TooDeep(ValueError):
+    """A body nested deeper than MAX_DEPTH."""
+
+
+def invalid_text(value: object, where: str = "body", depth: int = 0) -> str | None:
+    """Where `value` (parsed JSON) holds a string that is not valid Unicode (a lone surrogate such as "\\ud800",
+    which no UTF-8 encoder can write), or a number that is not finite; None when there is none. Raises TooDeep
+    past MAX_DEPTH levels of nesting."""
+    if depth > MAX_DEPTH:
+        raise TooDeep(where)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{where}.{key}" if where != "body" else key
+            found = invalid_text(key, f"{where} key") or invalid_text(item, inner, depth + 1)
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = invalid_text(item, f"{where}[{i}]", depth + 1)
+            if found:
+                return found
+    return None
 
 
 def parse_job_spec(raw: bytes, refuse_private: bool = False) -> JobSpec:
     """Parse and validate a request body; every problem becomes a BadRequest with a plain message.
     With `refuse_private`, webhooks to non-public addresses (literal ones; names are checked at delivery) too."""
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, NaN, integers of more than 4300 digits
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest("request body is not usable JSON: nested too deeply") from exc
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    try:
+        bad = invalid_text(body)
+    except TooDeep as exc:
+        raise BadRequest(f"{exc}: nested more than {MAX_DEPTH} levels deep") from exc
+    if bad:
+        raise BadRequest(f"{bad}: not valid Unicode text or not a finite number (e.g. a lone surrogate like \\ud800)")
     try:
         spec = JobSpec.model_validate(body)
     except ValidationError as exc:

@@ -171,6 +171,7 @@ def _fire(state: JobState, timer: Timer, now: datetime, policy: Policy) -> Decis
         return _decide_execution(state, timer.attempt, now)
     d = state.definition
     assert d.cron is not None
+    following: tuple[Timer, ...]
     try:
         following = (Timer(fire_at=next_cron_fire(d.cron, d.cron_timezone, max(now, timer.fire_at)), kind="cron"),)
     except ScheduleError:
