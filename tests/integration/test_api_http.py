@@ -179,3 +179,15 @@ def test_a_task_no_farm_takes_is_refused(backends: ApiSettings) -> None:
         refused = c.post("/tasks/reports-1", json={"image": "i", "command": "c"})
         assert refused.status_code == 400 and "no farm takes task 'reports-1'" in refused.json()["error"]
         assert c.post("/tasks/billing-1", json={"image": "i", "command": "c"}).status_code == 200
+        # PUT takes the same checks as POST: it used to send such a job to the first farm.
+        put = c.put(f"/tasks/reports-1/jobs/{uuid.uuid4()}", json={"image": "i", "command": "c"})
+        assert put.status_code == 400 and "no farm takes task 'reports-1'" in put.json()["error"]
+        assert c.put(f"/tasks/billing-1/jobs/{uuid.uuid4()}", json={"image": "i", "command": "c"}).status_code == 200
+
+
+def test_a_definition_over_half_the_message_limit_answers_413(backends: ApiSettings) -> None:
+    with api_client(backends, max_message_bytes=256 * 1024) as c:
+        envs = {f"E{i}": "x" * 1000 for i in range(200)}  # a 200 KB body: under the body limit, over the half
+        refused = c.post("/tasks/big", json={"image": "i", "command": "c", "envs": envs})
+        assert refused.status_code == 413 and "job definition too large" in refused.json()["error"]
+        assert c.post("/tasks/big", json={"image": "i", "command": "c", "envs": {"A": "b"}}).status_code == 200
