@@ -91,6 +91,7 @@ class EventProducer:
     """Idempotent producer (acks=all): `publish` returns once the broker has the message."""
 
     def __init__(self, settings: Settings) -> None:
+        self._max_message_bytes = settings.max_message_bytes
         self._producer = Producer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
@@ -126,8 +127,9 @@ class EventProducer:
             if err is not None:
                 errors.append(err)
 
-        headers = dead_letter_headers(msg, reason)
-        self._producer.produce(topic, key=msg.key(), value=msg.value(), headers=headers, on_delivery=on_delivery)
+        value, headers = dead_letter_record(msg, reason, self._max_message_bytes)
+        key = (msg.key() or b"")[:1024] or None
+        self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
         if self._producer.flush(10) or errors:
             raise KafkaException(errors[0] if errors else KafkaError(KafkaError._MSG_TIMED_OUT, "not acknowledged"))
 
@@ -135,14 +137,28 @@ class EventProducer:
         self._producer.flush(10)
 
 
-def dead_letter_headers(msg: Message, reason: str) -> list[tuple[str, str | bytes | None]]:
-    """Where a parked message came from, and why it was parked."""
-    return [
+# Room a parked message's headers (origin, reason) take at most: a message that filled its topic's limit is cut
+# by this much to fit on the dead-letter topic, whose limit is the same.
+DEAD_LETTER_ROOM = 16 * 1024
+
+
+def dead_letter_record(
+    msg: Message, reason: str, max_message_bytes: int
+) -> tuple[bytes | None, list[tuple[str, str | bytes | None]]]:
+    """(value, headers) of a parked message: where it came from and why it was parked; a value too large to
+    fit with them is cut, and a `truncated` header gives its full size."""
+    value = msg.value()
+    headers: list[tuple[str, str | bytes | None]] = [
         ("origin-topic", (msg.topic() or "").encode()),
         ("origin-partition", str(msg.partition()).encode()),
         ("origin-offset", str(msg.offset()).encode()),
-        ("reason", reason[:1000].encode()),
+        ("reason", reason[:1000].encode("utf-8", errors="replace")),
     ]
+    room = max_message_bytes - DEAD_LETTER_ROOM
+    if value is not None and len(value) + len(msg.key() or b"") > room:
+        headers.append(("truncated", f"value of {len(value)} bytes cut to its first {room // 2}".encode()))
+        value = value[: room // 2]
+    return value, headers
 
 
 def is_record(msg: Message | None) -> bool:
@@ -175,7 +191,11 @@ def park_poison(
             retry_until_done(lambda: on_poison(event, why), stop, context)
         except GaveUp:
             log.error("could not record the poison message's outcome either", extra=context)
-    return retry_until_done(lambda: producer.park(topics.dead_letter, msg, why), stop, context)
+    try:
+        return retry_until_done(lambda: producer.park(topics.dead_letter, msg, why), stop, context)
+    except GaveUp:
+        log.error("the poison message could not be parked either; skipped", extra=context)
+        return True
 
 
 def consumer_config(settings: Settings, group: str) -> dict[str, object]:

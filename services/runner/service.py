@@ -444,7 +444,7 @@ class Runner:
                 running=self.running(),
                 circuit=self.breaker.state,
                 engine_ok=engine_ok,
-                error=error,
+                error=clip_error(error),
                 runner_version=RUNNER_VERSION,
             )
             try:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from services.scheduler.handlers import Decision, Output, Policy, fire_due_timers, handle, refuse, unschedulable
 from services.scheduler.state import JobState
 from shared.events import ExecutionFinished, HostEvent, RetryBackoff, StopExecution, decode, encode, utcnow
-from shared.kafka import PARTITIONER, dead_letter_headers, is_record, pause_after
+from shared.kafka import PARTITIONER, dead_letter_record, is_record, pause_after
 from shared.lifecycle import prepare_backends
 from shared.settings import SchedulerSettings
 from shared.topics import Topics, group_id
@@ -277,9 +277,9 @@ class Scheduler:
             for message in out:
                 self.producer.produce(self._topic_of(message), key=message.key, value=encode(message))
             for msg, reason in parked:
-                self.producer.produce(
-                    self.topics.dead_letter, key=msg.key(), value=msg.value(), headers=dead_letter_headers(msg, reason)
-                )
+                value, headers = dead_letter_record(msg, reason, self.settings.max_message_bytes)
+                key = (msg.key() or b"")[:1024] or None
+                self.producer.produce(self.topics.dead_letter, key=key, value=value, headers=headers)
             assignment = self.consumer.assignment()
             if assignment:
                 positions = [tp for tp in self.consumer.position(assignment) if tp.offset >= 0]

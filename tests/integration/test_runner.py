@@ -2,6 +2,7 @@
 
 import uuid
 
+import docker
 import pytest
 
 from services.runner.runtime import ContainerSpec, DockerRuntime, RuntimeFailure
@@ -39,11 +40,23 @@ def test_exit_code_and_separate_streams(runtime: DockerRuntime) -> None:
     assert (code, out, err) == (7, b"hi out\n", b"err\n")
 
 
-def test_a_missing_command_fails_to_start_with_the_engine_message(runtime: DockerRuntime) -> None:
+def test_a_missing_command_fails_to_start_with_the_engine_message_and_leaves_no_container(
+    runtime: DockerRuntime,
+) -> None:
     s = spec("no-such-binary")
     with pytest.raises(RuntimeFailure, match="no-such-binary"):
         runtime.start(s)
-    runtime.remove(s.name)
+    with pytest.raises(docker.errors.NotFound):  # not left `Created` on the engine
+        docker.from_env().containers.get(s.name)
+
+
+def test_logs_keep_the_end_of_each_stream_and_count_the_rest(backends: RunnerSettings) -> None:
+    runtime = DockerRuntime(backends.docker_host, log_tail_bytes=1000)
+    code, out, err = run_to_end(runtime, spec("bash", "-c", "seq 1 100000; seq 1 50000 >&2"))
+    assert code == 0
+    assert out.endswith(b"99999\n100000\n") and len(out) == 1000
+    assert err.endswith(b"50000\n") and len(err) == 1000
+    assert getattr(out, "cut", 0) == len("".join(f"{i}\n" for i in range(1, 100001))) - 1000
 
 
 def test_a_missing_image_fails_with_the_registry_message(runtime: DockerRuntime) -> None:
