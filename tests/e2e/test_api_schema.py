@@ -1,16 +1,16 @@
-"""Property-based run of the whole API against its own /openapi.json (schemathesis): generated requests, valid
-and invalid, must never yield a 5xx, and every answer must match the documented status codes, content types
-and response models. The API is a real uvicorn server on the real Kafka and Cassandra; it publishes to topics
-of its own that no scheduler consumes, so the thousand generated jobs are recorded but never run."""
+"""Property-based run of the whole API against its own /openapi.json (schemathesis), through the WHOLE stack:
+generated requests, valid and invalid, must never yield a 5xx, and every answer must match the documented
+status codes, content types and response models. The five services run as processes (as `make run` starts
+them) on topics and a keyspace of their own, so the generated jobs are scheduled, run (or fail to pull their
+made-up images), recorded and notified for real; afterwards every service is still up and a plain job is
+done within 30 s."""
 
-import socket
-import threading
 from collections.abc import Iterator
 
+import httpx
 import hypothesis
 import pytest
 import schemathesis
-import uvicorn
 from confluent_kafka.admin import AdminClient
 from schemathesis.checks import (
     content_type_conformance,
@@ -21,35 +21,35 @@ from schemathesis.checks import (
 from schemathesis.schemas import BaseSchema
 
 from services.api.app import create_app
-from shared.lifecycle import prepare_backends
-from shared.settings import ApiSettings
+from services.devstack import DevStack
+from shared.cassandra import connect
+from shared.settings import ApiSettings, Settings
 from shared.topics import Topics
-from tests.helpers import eventually
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.conftest import TEST_IMAGE
+from tests.e2e.lifecycle import FINAL, wait_status
 
 
 @pytest.fixture(scope="module")
-def api_url(backends: ApiSettings) -> Iterator[str]:
-    settings = ApiSettings(**(backends.model_dump() | {"topic_prefix": f"{backends.topic_prefix}fuzz."}))
-    prepare_backends(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=free_port(), log_level="warning")
+def fuzzed_stack(backends: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    settings = Settings(
+        **(
+            backends.model_dump()
+            | {"topic_prefix": f"{backends.topic_prefix}fuzz.", "keyspace": f"{backends.keyspace}_fuzz"}
+        )
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    eventually(lambda: server.started, timeout=60, what="the API to start")
-    yield f"http://127.0.0.1:{server.config.port}"
-    server.should_exit = True
-    thread.join(15)
+    with DevStack(settings.topic_prefix, settings.keyspace, tmp_path_factory.mktemp("fuzzed")) as stack:
+        yield stack
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     for future in admin.delete_topics(Topics.from_settings(settings).all()).values():
         future.exception()
+    cluster, session = connect(settings)
+    session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=60)
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def api_url(fuzzed_stack: DevStack) -> str:
+    return fuzzed_stack.url
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,6 @@ def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
 
 
 def test_the_document_describes_every_route_with_models(api_url: str) -> None:
-    import httpx
-
     document = httpx.get(f"{api_url}/openapi.json").json()
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
@@ -99,3 +97,13 @@ def test_the_document_describes_every_route_with_models(api_url: str) -> None:
     post = document["paths"]["/tasks/{task_id}"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobSpec"}
     assert {"image", "command"} <= set(document["components"]["schemas"]["JobSpec"]["required"])
+
+
+def test_after_the_generated_requests_every_service_is_up_and_a_plain_job_is_done(fuzzed_stack: DevStack) -> None:
+    with httpx.Client(base_url=fuzzed_stack.url, timeout=10) as client:
+        answer = client.post("/tasks/after-fuzzing", json={"image": TEST_IMAGE, "command": "echo still here"})
+        assert answer.status_code == 200, answer.text
+        execution = wait_status(client, answer.json()["executionUrl"], FINAL, timeout=30)
+    assert (execution["status"], execution["log"]) == ("done", "still here\n")
+    dead = {name: proc.returncode for name, proc in fuzzed_stack.procs.items() if proc.poll() is not None}
+    assert not dead, f"services exited during the run: {dead}"
