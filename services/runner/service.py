@@ -124,22 +124,29 @@ class Runner:
         threading.Thread(target=self._watch, args=(stop,), name="watch", daemon=True).start()
         try:
             while not stop.is_set():
-                self._store_finished()
-                accepting = not self.blacklisted and self.breaker.allows_work()
-                if accepting and self.consumer is None:
-                    self.consumer = self._join()
-                elif not accepting and self.consumer is not None:
-                    self._leave(self.consumer, stop)
-                    self.consumer = None
-                if self.consumer is None:
-                    stop.wait(0.2)
-                    continue
-                self._poll(self.consumer, stop)
+                try:
+                    self._turn(stop)
+                except Exception:  # a bug or an outage the step did not expect: logged, never the end of the runner
+                    log.exception("runner loop failed; going on")
+                    stop.wait(1.0)
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)  # workers see `stop` within a second
             if self.consumer is not None:
                 self._store_finished()
                 self.consumer.close()
+
+    def _turn(self, stop: threading.Event) -> None:
+        self._store_finished()
+        accepting = not self.blacklisted and self.breaker.allows_work()
+        if accepting and self.consumer is None:
+            self.consumer = self._join()
+        elif not accepting and self.consumer is not None:
+            self._leave(self.consumer, stop)
+            self.consumer = None
+        if self.consumer is None:
+            stop.wait(0.2)
+            return
+        self._poll(self.consumer, stop)
 
     @property
     def subscribed(self) -> bool:
@@ -508,7 +515,12 @@ class Runner:
         consumer.subscribe([self.topics.control])
         try:
             while not stop.is_set():
-                msg = consumer.poll(0.5)
+                try:
+                    msg = consumer.poll(0.5)
+                except KafkaException as exc:
+                    log.warning("stop listener: Kafka failed", extra={"error": str(exc)})
+                    stop.wait(1.0)
+                    continue
                 if msg is None or msg.error():
                     continue
                 try:

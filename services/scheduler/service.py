@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from services.scheduler.handlers import Decision, Output, Policy, fire_due_timers, handle, refuse, unschedulable
 from services.scheduler.state import JobState
 from shared.events import ExecutionFinished, HostEvent, RetryBackoff, StopExecution, decode, encode, utcnow
+from shared.failures import reason
 from shared.kafka import PARTITIONER, dead_letter_record, is_record, pause_after
 from shared.lifecycle import prepare_backends
 from shared.settings import SchedulerSettings
@@ -173,6 +174,11 @@ class Scheduler:
                         ready = False
                     self.needs_reload = True
                     stop.wait(pause_after(failures))
+                except Exception:  # a bug: logged, then the step is redone from the last commit after a pause
+                    failures += 1
+                    log.exception("scheduler step failed; going back to the last commit")
+                    self.needs_reload = True
+                    stop.wait(pause_after(failures))
         finally:
             self.consumer.close()
             self.producer.flush(5)
@@ -206,13 +212,13 @@ class Scheduler:
                 continue  # not on the scheduler's topics; nothing to decide
             partition = msg.partition() or 0
             try:
-                decision = handle(self._state(partition, event.job_id, changed), event, now, self.policy)
+                decision = writable(handle(self._state(partition, event.job_id, changed), event, now, self.policy))
             except Exception as exc:  # the message itself is the poison: handled the same way every time
                 log.exception(
                     "message could not be handled; parked", extra={"type": event.type, "offset": msg.offset()}
                 )
-                parked.append((msg, f"{type(exc).__name__}: {exc}"))
-                out.extend(refuse(event, now, f"{type(exc).__name__}: {exc}"))
+                parked.append((msg, reason(exc)))
+                out.extend(writable(Decision(None, refuse(event, now, reason(exc))), quiet=True).publish)
                 continue
             self._collect(partition, event.job_id, decision, changed, out)
         self._fire_timers(changed, out)
@@ -255,10 +261,10 @@ class Scheduler:
                 continue
             now = utcnow()
             try:
-                decision = fire_due_timers(state, now, self.policy)
+                decision = writable(fire_due_timers(state, now, self.policy))
             except Exception as exc:  # the job's own definition is the poison: its schedule ends, with why
                 log.exception("timer could not fire; the job's schedule ends", extra={"job_id": job})
-                decision = unschedulable(state, now, f"{type(exc).__name__}: {exc}")
+                decision = writable(unschedulable(state, now, reason(exc)), quiet=True)
             self._collect(partition, job_id, decision, changed, out)
 
     def _commit(
@@ -333,6 +339,23 @@ class Scheduler:
         for p in partitions:
             self._load(p)
         self.needs_reload = False
+
+
+def writable(decision: Decision, quiet: bool = False) -> Decision:
+    """`decision` once its state and messages are known to encode: whatever cannot be written is found here,
+    against the message that caused it, not in the middle of a transaction (where it would be tried again
+    forever). With `quiet`, what does not encode is dropped instead of raising."""
+    try:
+        for message in decision.publish:
+            encode(message)
+        if decision.state is not None:
+            decision.state.model_dump_json()
+    except Exception:
+        if not quiet:
+            raise
+        log.exception("a decision could not be encoded; dropped")
+        return Decision(None)
+    return decision
 
 
 def serve(settings: SchedulerSettings, stop: threading.Event) -> None:
