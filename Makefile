@@ -4,7 +4,14 @@ export UV_PYTHON_DOWNLOADS := never
 UV := python3 -m uv
 PY := .venv/bin/python
 
-.PHONY: run test test-unit lint clean stop provision deps bench prune
+.PHONY: run status test test-unit lint clean stop provision deps bench prune
+
+# Where `make run`'s supervisord keeps its pidfile and control socket, and its own log; whether it starts
+# Kafka and Cassandra too (false: only the services, against backends already running). See deploy/supervisord.conf.
+export FASTLANE_SUPERVISOR_RUN_DIR ?= $(CURDIR)/.local/run
+export FASTLANE_SUPERVISOR_LOG_DIR ?= $(CURDIR)/.local/logs
+export FASTLANE_SUPERVISE_BACKENDS ?= true
+SUPERVISORD_CONF := deploy/supervisord.conf
 
 deps: .venv/.synced
 
@@ -21,9 +28,17 @@ provision: deps
 	@deploy/scripts/kafka.sh jars
 	@deploy/scripts/cassandra.sh jars
 
-# The whole stack under one supervisor (honcho): Kafka, Cassandra and the four services. Ctrl-C stops all.
+# The whole stack under supervisord, in the foreground: Kafka, Cassandra and the five services, their output
+# here, each line prefixed with the program's name. A program that exits is restarted (a pause growing by 1 s
+# per attempt while it keeps dying at start-up) and the exit is logged. Ctrl-C (or SIGTERM) stops all: the
+# services first, then Cassandra and Kafka.
 run: provision
-	.venv/bin/honcho -f Procfile start
+	@mkdir -p "$(FASTLANE_SUPERVISOR_RUN_DIR)" "$(FASTLANE_SUPERVISOR_LOG_DIR)"
+	exec .venv/bin/supervisord -c $(SUPERVISORD_CONF)
+
+# What `make run` is running: state, pid and uptime of every program.
+status:
+	@.venv/bin/supervisorctl -c $(SUPERVISORD_CONF) status
 
 # Starts Kafka and Cassandra in the background when they do not answer yet, then runs every test.
 # They keep running afterwards (a second `make test` starts faster); `make stop` stops them.

@@ -33,13 +33,15 @@ coarse_timers() {
   echo 1000000 > /proc/self/timerslack_ns 2>/dev/null || log "could not set the timer slack; leaving the default"
 }
 
-# run_with_grace SECONDS COMMAND... -> runs COMMAND in a session of its own; on SIGTERM/SIGINT waits SECONDS,
-# then passes SIGTERM on and waits for it to exit. Used for Kafka and Cassandra under the supervisor (which
-# signals every process at once): the services get time to commit offsets and close their sessions before
-# the backing stores go away.
+# run_with_grace SECONDS COMMAND... -> runs COMMAND in the background; on SIGTERM/SIGINT to this shell waits
+# SECONDS, then passes SIGTERM on and waits for it to exit. `kafka.sh stop`/`cassandra.sh stop` signal only
+# this shell: the grace lets services still running against a `make test` backend commit offsets and close
+# their sessions first. COMMAND stays in this shell's process group (no setsid): supervisord (`make run`)
+# stops the services first, then signals the whole group (stopasgroup/killasgroup), so the JVM gets TERM at
+# once and, should it hang past stopwaitsecs, the SIGKILL too; nothing is left running without its wrapper.
 run_with_grace() {
   local grace=$1; shift
-  setsid "$@" &
+  "$@" &
   local child=$!
   trap 'sleep "$grace"; kill -TERM "$child" 2>/dev/null' TERM INT
   wait "$child" || true   # returns early when a signal arrives; the trap then forwards it
