@@ -157,7 +157,8 @@ def run_execution(
         raise  # not the job's fault: the caller hands the execution to another host
     except (RuntimeFailure, ValueError) as exc:
         log.warning("could not run", extra={"execution_id": str(due.execution_id), "error": str(exc)})
-        publish(ExecutionFinished(**ids, status="failed", error=clip_error(str(exc)), host=host))
+        why = str(exc) or f"the container could not be started ({type(exc).__name__}, no message from the engine)"
+        publish(ExecutionFinished(**ids, status="failed", error=clip_error(why), host=host))
         return True
     container_id = started.container_id
     started_at: datetime = started.started_at or utcnow()
