@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from shared.cassandra import connect
 from shared.lifecycle import prepare_backends
-from shared.settings import ApiSettings, RunnerSettings, SchedulerSettings
+from shared.settings import ApiSettings, RunnerSettings, SchedulerSettings, Settings
 from shared.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,9 +53,14 @@ def backends(settings: AllSettings) -> Iterator[AllSettings]:
     _script("cassandra.sh", "start")
     prepare_backends(settings)
     yield settings
+    drop_stack_data(settings)
+
+
+def drop_stack_data(settings: Settings) -> None:
+    """Delete the topics and the keyspace of an isolated stack (best effort for the topics)."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     for future in admin.delete_topics(Topics.from_settings(settings).all()).values():
-        future.exception()  # best effort
+        future.exception()
     cluster, session = connect(settings)
     session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=60)
     cluster.shutdown()

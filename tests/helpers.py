@@ -52,6 +52,24 @@ def read_events(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -
     return events
 
 
+def parked_headers(bootstrap: str, dead_letter_topic: str, marker: bytes, timeout: float = 30) -> dict[str, bytes]:
+    """The headers of the dead-letter message whose value contains `marker` (reads the topic from its start,
+    without pausing between messages: it may hold many)."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"dlq-{uuid.uuid4()}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([dead_letter_topic])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error() and marker in (msg.value() or b""):
+                return {k: v or b"" for k, v in (msg.headers() or [])}
+    finally:
+        consumer.close()
+    raise AssertionError(f"{marker!r} was not parked on {dead_letter_topic} within {timeout}s")
+
+
 def start_thread(target: Callable[..., None], *args: object) -> tuple[threading.Thread, threading.Event]:
     """Run a service's `serve(settings, stop)` in a thread; returns the thread and its stop event."""
     stop = threading.Event()

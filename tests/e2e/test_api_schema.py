@@ -11,7 +11,6 @@ import httpx
 import hypothesis
 import pytest
 import schemathesis
-from confluent_kafka.admin import AdminClient
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -22,10 +21,8 @@ from schemathesis.schemas import BaseSchema
 
 from services.api.app import create_app
 from services.devstack import DevStack
-from shared.cassandra import connect
 from shared.settings import ApiSettings, Settings
-from shared.topics import Topics
-from tests.conftest import TEST_IMAGE
+from tests.conftest import TEST_IMAGE, drop_stack_data
 from tests.e2e.lifecycle import FINAL, wait_status
 
 
@@ -39,12 +36,7 @@ def fuzzed_stack(backends: Settings, tmp_path_factory: pytest.TempPathFactory) -
     )
     with DevStack(settings.topic_prefix, settings.keyspace, tmp_path_factory.mktemp("fuzzed")) as stack:
         yield stack
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    for future in admin.delete_topics(Topics.from_settings(settings).all()).values():
-        future.exception()
-    cluster, session = connect(settings)
-    session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=60)
-    cluster.shutdown()
+    drop_stack_data(settings)
 
 
 @pytest.fixture(scope="module")

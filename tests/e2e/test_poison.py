@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from services.devstack import DevStack
 from shared.events import ExecutionDue, JobDefinition, JobRequested, RunnerHeartbeat, encode
@@ -22,7 +22,7 @@ from shared.settings import Settings
 from shared.topics import Topics
 from tests.conftest import TEST_IMAGE
 from tests.e2e.lifecycle import FINAL, post_job, wait_executions, wait_status
-from tests.helpers import eventually
+from tests.helpers import eventually, parked_headers
 
 
 def plain_job_still_runs(client: httpx.Client) -> None:
@@ -44,24 +44,7 @@ def publish(settings: Settings, topic: str, key: bytes, value: bytes) -> None:
 
 def parked(settings: Settings, marker: bytes, timeout: float = 30) -> dict[str, bytes]:
     """The headers of the dead-letter message whose value contains `marker` (waits for it)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"dlq-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([Topics.from_settings(settings).dead_letter])
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error() or marker not in (msg.value() or b""):
-                continue
-            return {k: v or b"" for k, v in (msg.headers() or [])}
-    finally:
-        consumer.close()
-    raise AssertionError(f"nothing containing {marker!r} was parked on the dead-letter topic within {timeout}s")
+    return parked_headers(settings.kafka_bootstrap, Topics.from_settings(settings).dead_letter, marker, timeout)
 
 
 def job_url(stack: DevStack, task: str, job_id: uuid.UUID) -> str:
@@ -278,3 +261,34 @@ def test_a_poison_message_does_not_hold_up_the_messages_behind_it(
     for command in commands:
         found = wait_executions(client, job_url(stack, task, command.job_id), 1, timeout=30)
         assert found[0]["status"] == "failed"
+
+
+# --- a backing service that stops answering is waited out, not parked ------------------------------------------
+
+
+def broker_pid() -> int:
+    found = subprocess.run(["pgrep", "-f", "kafka.Kafka "], capture_output=True, text=True, check=True)
+    pids = [int(p) for p in found.stdout.split()]
+    assert len(pids) == 1, f"expected one Kafka broker JVM, found {pids}"
+    return pids[0]
+
+
+def test_a_broker_pause_longer_than_every_kafka_timeout_is_waited_out(client: httpx.Client, stack: DevStack) -> None:
+    """The broker is paused (SIGSTOP) for 15 s, past the 10 s session and transaction timeouts: the scheduler's
+    transaction is fenced and its group membership lost. Every service waits, recovers, and runs jobs again;
+    the API answers 503 (never 500) while the broker is away."""
+    pid = broker_pid()
+    subprocess.run(["kill", "-STOP", str(pid)], check=True)
+    try:
+        time.sleep(3)
+        during = client.post(f"/tasks/paused-{uuid.uuid4().hex[:8]}", json={"image": TEST_IMAGE, "command": "true"})
+        assert during.status_code in (200, 503), during.text
+        time.sleep(12)
+    finally:
+        subprocess.run(["kill", "-CONT", str(pid)], check=True)
+    job = post_job(client, "echo after the pause", task=f"plain-{uuid.uuid4().hex[:8]}")
+    execution = wait_status(client, job["executionUrl"], FINAL, timeout=90)
+    assert (execution["status"], execution["log"]) == ("done", "after the pause\n")
+    dead = {name: proc.returncode for name, proc in stack.procs.items() if proc.poll() is not None}
+    assert not dead, f"services exited during the pause: {dead}"
+    plain_job_still_runs(client)

@@ -14,13 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from services.devstack import ROOT, SERVICES, free_port
-from shared.cassandra import connect
 from shared.lifecycle import prepare_backends
-from shared.topics import Topics
-from tests.conftest import AllSettings
+from tests.conftest import AllSettings, drop_stack_data
 from tests.helpers import eventually
 
 CONF = ROOT / "deploy" / "supervisord.conf"
@@ -133,12 +130,7 @@ def isolated(backends: AllSettings) -> Iterator[AllSettings]:
     settings = AllSettings(topic_prefix=f"test.{run}.", keyspace=f"test_{run}", startup_timeout_s=240)
     prepare_backends(settings)
     yield settings
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    for future in admin.delete_topics(Topics.from_settings(settings).all()).values():
-        future.exception()  # best effort
-    cluster, session = connect(settings)
-    session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=60)
-    cluster.shutdown()
+    drop_stack_data(settings)
 
 
 @pytest.fixture(scope="module")

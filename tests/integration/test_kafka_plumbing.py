@@ -12,6 +12,7 @@ from shared.failures import POISON_ATTEMPTS
 from shared.kafka import EventProducer, run_consumer
 from shared.settings import Settings
 from shared.topics import Topics
+from tests import helpers
 from tests.helpers import eventually
 
 
@@ -212,23 +213,4 @@ def test_a_message_that_filled_its_topic_is_cut_to_fit_the_dead_letter_topic(top
 
 
 def parked_headers(settings: Settings, marker: bytes, timeout: float = 30) -> dict[str, bytes]:
-    """Headers of the dead-letter message whose value contains `marker`."""
-    dlq = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"d-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    dlq.subscribe([Topics.from_settings(settings).dead_letter])
-    try:
-
-        def parked() -> dict[str, bytes] | None:
-            msg = dlq.poll(0.5)
-            if msg is not None and not msg.error() and marker in (msg.value() or b""):
-                return {k: v or b"" for k, v in (msg.headers() or [])}
-            return None
-
-        return eventually(parked, timeout=timeout, what=f"{marker!r} on the dead-letter topic")
-    finally:
-        dlq.close()
+    return helpers.parked_headers(settings.kafka_bootstrap, Topics.from_settings(settings).dead_letter, marker, timeout)
