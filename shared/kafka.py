@@ -100,10 +100,13 @@ class EventProducer:
                 "linger.ms": 0,
                 "partitioner": PARTITIONER,
                 "message.max.bytes": settings.max_message_bytes,
+                # A message the broker has not taken within this is dropped from the queue and reported failed:
+                # the API's 503 then means the order was not accepted, rather than "queued, sent later".
+                "message.timeout.ms": 10_000,
             }
         )
 
-    def publish(self, topic: str, event: EventMessage | HostEvent, timeout: float = 10.0) -> None:
+    def publish(self, topic: str, event: EventMessage | HostEvent, timeout: float = 12.0) -> None:
         """Send and wait for the broker's acknowledgement; raises KafkaException when it did not come."""
         errors: list[KafkaError] = []
 
