@@ -1,6 +1,7 @@
 """Routes for tasks, jobs and executions. Thin: parse, act through Backends, shape the answer."""
 
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -87,20 +88,30 @@ PageParam = Annotated[int, Query(ge=1, le=100_000, description="page number, fro
 AfterParam = Annotated[str | None, Query(max_length=300, description="where the previous page ended (set in nextUrl)")]
 
 
+CURSOR_MILLIS = re.compile(r"[0-9]{1,15}")  # ASCII digits only: str.isdigit() also takes '²'
+
+
 def parse_cursor(after: str | None) -> tuple[datetime, str] | None:
     if after is None:
         return None
     millis, _, task_id = after.partition(":")
-    if not millis.isdigit() or not task_id:
+    if not CURSOR_MILLIS.fullmatch(millis) or not task_id:
         raise BadRequest("after must be the value found in a nextUrl")
-    return datetime.fromtimestamp(int(millis) / 1000, UTC), task_id
+    try:
+        return datetime.fromtimestamp(int(millis) / 1000, UTC), task_id
+    except (ValueError, OverflowError, OSError) as exc:  # past the years a date can hold
+        raise BadRequest("after must be the value found in a nextUrl") from exc
+
+
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def parse_uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise BadRequest(f"{what} must be a UUID, got {value!r}") from exc
+    """A job or execution id in its one written form (uuid.UUID alone also takes braces, `urn:uuid:` and no
+    hyphens: one resource would answer at several URLs)."""
+    if not UUID_TEXT.fullmatch(value):
+        raise BadRequest(f"{what} must be a UUID like 3fa85f64-5717-4562-b3fc-2c963f66afa6, got {value[:100]!r}")
+    return uuid.UUID(value)
 
 
 class Urls(Links):

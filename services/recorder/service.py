@@ -37,7 +37,8 @@ def serve(settings: Settings, stop: threading.Event) -> None:
         with the reason (the event itself goes to the dead-letter topic)."""
         if isinstance(event, ExecutionFinished):
             error = f"fastlane could not record this execution's outcome as reported ({why})"
-            record(event.model_copy(update={"stdout": "", "stderr": "", "error": error}), _msg=None)  # type: ignore[arg-type]
+            bare = {"stdout": "", "stderr": "", "error": error, "exit_code": None, "host": None}
+            record(event.model_copy(update=bare), _msg=None)  # type: ignore[arg-type]
 
     log.info("recorder started")
     try:

@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Producer
 
 from services.devstack import DevStack
-from shared.events import ExecutionDue, JobDefinition, JobRequested, RunnerHeartbeat, encode
+from shared.events import ExecutionDue, ExecutionFinished, JobDefinition, JobRequested, RunnerHeartbeat, encode
 from shared.settings import Settings
 from shared.topics import Topics
 from tests.conftest import TEST_IMAGE
@@ -118,6 +118,21 @@ def test_task_ids_are_matched_whole(client: httpx.Client, task: str) -> None:
     assert answer.status_code == 400 and "taskId must be" in answer.json()["error"]
     answer = client.put(f"/tasks/{task}/jobs/{uuid.uuid4()}", json={"image": TEST_IMAGE, "command": "true"})
     assert answer.status_code == 400 and "taskId must be" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("after", ["9" * 300 + ":t", "99999999999999:t", "\u00b2:t", "1:", ":t"])
+def test_odd_paging_cursors_answer_400(client: httpx.Client, after: str) -> None:
+    for path in ("/tasks", "/search?query=x"):
+        answer = client.get(path, params={"after": after})
+        assert answer.status_code == 400 and "nextUrl" in answer.json()["error"], answer.text
+
+
+@pytest.mark.parametrize("form", ["{%s}", "urn:uuid:%s", "%s%%0A", " %s"])
+def test_job_ids_are_matched_whole_in_their_one_written_form(client: httpx.Client, form: str) -> None:
+    job_id = form % uuid.uuid4()
+    answer = client.put(f"/tasks/ids/jobs/{job_id}", json={"image": TEST_IMAGE, "command": "true"})
+    assert answer.status_code == 400 and "jobId must be a UUID" in answer.json()["error"], answer.text
+    assert client.get(f"/tasks/ids/jobs/{job_id}").status_code == 400
 
 
 def test_a_blacklist_host_of_invalid_unicode_answers_400(client: httpx.Client) -> None:
@@ -293,4 +308,24 @@ def test_a_broker_pause_longer_than_every_kafka_timeout_is_waited_out(client: ht
     assert (execution["status"], execution["log"]) == ("done", "after the pause\n")
     dead = {name: proc.returncode for name, proc in stack.procs.items() if proc.poll() is not None}
     assert not dead, f"services exited during the pause: {dead}"
+    plain_job_still_runs(client)
+
+
+def test_an_execution_end_the_recorder_cannot_store_still_ends_the_execution_with_the_reason(
+    client: httpx.Client, stack: DevStack, backends: Settings
+) -> None:
+    # An exit code beyond Cassandra's int (another runner version, another producer): the row write fails on
+    # every attempt; the execution is recorded ended without what could not be stored, and why.
+    task, job_id, execution_id = f"poison-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid1()
+    ended = ExecutionFinished(
+        task_id=task, job_id=job_id, execution_id=execution_id, status="failed", exit_code=2**40, stdout="lost"
+    )
+    publish(backends, Topics.from_settings(backends).executions, ended.key, encode(ended))
+    url = f"{stack.url}/tasks/{task}/jobs/{job_id}/executions/{execution_id}"
+    execution = eventually(
+        lambda: (r := httpx.get(url)).status_code == 200 and r.json()["execution"], timeout=30, what=url
+    )
+    assert execution["status"] == "failed" and execution["exitCode"] is None
+    assert "could not record this execution's outcome" in execution["error"]
+    assert parked(backends, str(execution_id).encode())["origin-topic"].endswith(b"executions")
     plain_job_still_runs(client)

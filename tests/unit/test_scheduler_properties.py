@@ -39,9 +39,10 @@ from shared.events import (
 )
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
-# The simulated clock stops two days before the last instant a datetime holds: room for the longest retry backoff
-# (one day) and any time zone's offset. A timer set after that never fires here (nor, in practice, anywhere).
-END_OF_TIME = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)
+# The simulated clock stops in year 5000. Execution ids are time-based UUIDs (60-bit ticks of 100 ns from 1582),
+# which end in 5236, and a job accepted then may still add `startIn` (up to 100 years) to the clock. A timer set
+# after that never fires here (nor, in practice, anywhere: the API accepts dates up to 9999).
+END_OF_TIME = datetime(5000, 1, 1, tzinfo=UTC)
 TIMEOUT_HARD_LIMIT_S = 1800
 POLICY = Policy()
 TASK = "task-1"
