@@ -120,10 +120,10 @@ def test_task_ids_are_matched_whole(client: httpx.Client, task: str) -> None:
     assert answer.status_code == 400 and "taskId must be" in answer.json()["error"]
 
 
-@pytest.mark.parametrize("after", ["9" * 300 + ":t", "99999999999999:t", "\u00b2:t", "1:", ":t"])
+@pytest.mark.parametrize("after", ["9" * 250 + ":t", "999999999999999:t", "\u00b2:t", "1:", ":t"])
 def test_odd_paging_cursors_answer_400(client: httpx.Client, after: str) -> None:
-    for path in ("/tasks", "/search?query=x"):
-        answer = client.get(path, params={"after": after})
+    for path, params in (("/tasks", {}), ("/search", {"query": "x"})):
+        answer = client.get(path, params={**params, "after": after})
         assert answer.status_code == 400 and "nextUrl" in answer.json()["error"], answer.text
 
 
