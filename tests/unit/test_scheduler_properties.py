@@ -345,10 +345,12 @@ class Simulation:
             if self.running:
                 for n, execution_id in enumerate(self.outstanding):
                     self.finish(execution_id, statuses[(step + n) % len(statuses)], thorough=False)
-            elif self.now < END_OF_TIME and self.state.timers:
+            elif self.state.timers and (
+                self.now < END_OF_TIME or any(t.fire_at <= self.now for t in self.state.timers)
+            ):
                 next_fire = self.state.next_fire()
                 assert next_fire is not None
-                self.advance(next_fire - self.now, thorough=False)
+                self.advance(max(next_fire - self.now, timedelta(0)), thorough=False)  # overdue ones fire now
             else:
                 break
         event(f"run to its end: {'stopped' if self.state.stopped else 'not stopped'}")
