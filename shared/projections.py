@@ -87,13 +87,11 @@ class Projections:
             f"UPDATE {ks}.executions USING TIMESTAMP ? SET status = 'running', started_at = ?, container_id = ?,"
             " docker_host = ? WHERE task_id = ? AND job_id = ? AND execution_id = ?"
         )
+        # created_at too (the same value every writer derives from the id): an execution that ended without ever
+        # being due (the scheduler refused its job) still lists by age.
         self._finish = session.prepare(
             f"UPDATE {ks}.executions USING TIMESTAMP ? SET status = ?, finished_at = ?, exit_code = ?, stdout = ?,"
-            " stderr = ?, error = ?, docker_host = ? WHERE task_id = ? AND job_id = ? AND execution_id = ?"
-        )
-        # An execution that ended without ever being due (the scheduler refused its job) still lists by age.
-        self._finish_created = session.prepare(
-            f"UPDATE {ks}.executions USING TIMESTAMP ? SET created_at = ?"
+            " stderr = ?, error = ?, docker_host = ?, created_at = ?"
             " WHERE task_id = ? AND job_id = ? AND execution_id = ?"
         )
         self._blacklist = session.prepare(f"INSERT INTO {ks}.blacklist (host, since) VALUES (?, ?) USING TIMESTAMP ?")
@@ -220,11 +218,9 @@ class Projections:
                 e.stderr,
                 e.error,
                 e.host,
+                execution_created_at(e.execution_id) if e.execution_id.version == 1 else None,
                 e.task_id,
                 e.job_id,
                 e.execution_id,
             ),
         )
-        if e.execution_id.version == 1:
-            created = execution_created_at(e.execution_id)
-            w.add(self._finish_created, (write_time(e.occurred_at), created, e.task_id, e.job_id, e.execution_id))

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -197,8 +198,8 @@ class Scheduler:
 
     def _step(self, messages: list[KafkaMessage]) -> None:
         now = utcnow()
-        changed: dict[uuid.UUID, tuple[int, JobState | None]] = {}
-        out: list[Output] = []
+        changed: Changed = {}
+        out: list[tuple[Output, bytes]] = []
         parked: list[tuple[KafkaMessage, str]] = []
         for msg in messages:
             if not is_record(msg):
@@ -228,9 +229,7 @@ class Scheduler:
             return
         self._commit(changed, out, parked)
 
-    def _state(
-        self, partition: int, job_id: uuid.UUID, changed: dict[uuid.UUID, tuple[int, JobState | None]]
-    ) -> JobState | None:
+    def _state(self, partition: int, job_id: uuid.UUID, changed: "Changed") -> JobState | None:
         if job_id in changed:
             return changed[job_id][1]
         return self.jobs.get(partition, {}).get(job_id)
@@ -239,15 +238,15 @@ class Scheduler:
         self,
         partition: int,
         job_id: uuid.UUID,
-        decision: Decision,
-        changed: dict[uuid.UUID, tuple[int, JobState | None]],
-        out: list[Output],
+        decision: "Written",
+        changed: "Changed",
+        out: list[tuple[Output, bytes]],
     ) -> None:
         if decision.state is not self._state(partition, job_id, changed):
-            changed[job_id] = (partition, decision.state)
+            changed[job_id] = (partition, decision.state, decision.state_value)
         out.extend(decision.publish)
 
-    def _fire_timers(self, changed: dict[uuid.UUID, tuple[int, JobState | None]], out: list[Output]) -> None:
+    def _fire_timers(self, changed: "Changed", out: list[tuple[Output, bytes]]) -> None:
         now_ts = utcnow().timestamp()
         seen: set[str] = set()
         while self.timers and self.timers[0][0] <= now_ts:
@@ -268,20 +267,16 @@ class Scheduler:
             self._collect(partition, job_id, decision, changed, out)
 
     def _commit(
-        self,
-        changed: dict[uuid.UUID, tuple[int, JobState | None]],
-        out: list[Output],
-        parked: list[tuple[KafkaMessage, str]],
+        self, changed: "Changed", out: list[tuple[Output, bytes]], parked: list[tuple[KafkaMessage, str]]
     ) -> None:
         try:
             self.producer.begin_transaction()
-            for job_id, (partition, state) in changed.items():
-                value = state.model_dump_json().encode() if state is not None else None
+            for job_id, (partition, _state, value) in changed.items():
                 self.producer.produce(
                     self.topics.scheduler_state, key=str(job_id).encode(), value=value, partition=partition
                 )
-            for message in out:
-                self.producer.produce(self._topic_of(message), key=message.key, value=encode(message))
+            for message, encoded in out:
+                self.producer.produce(self._topic_of(message), key=message.key, value=encoded)
             for msg, reason in parked:
                 value, headers = dead_letter_record(msg, reason, self.settings.max_message_bytes)
                 key = (msg.key() or b"")[:1024] or None
@@ -303,7 +298,7 @@ class Scheduler:
             self.needs_reload = True
             return
         self.uncommitted, self.committed_at = False, time.monotonic()
-        for job_id, (partition, state) in changed.items():
+        for job_id, (partition, state, _value) in changed.items():
             jobs = self.jobs.get(partition)
             if jobs is None:
                 continue
@@ -312,7 +307,7 @@ class Scheduler:
             else:
                 jobs[job_id] = state
                 self._track(partition, state)
-        for message in out:
+        for message, _encoded in out:
             log.info(
                 "published",
                 extra={"type": message.type, "job_id": str(message.job_id), "execution_id": str(message.execution_id)},
@@ -341,21 +336,32 @@ class Scheduler:
         self.needs_reload = False
 
 
-def writable(decision: Decision, quiet: bool = False) -> Decision:
-    """`decision` once its state and messages are known to encode: whatever cannot be written is found here,
-    against the message that caused it, not in the middle of a transaction (where it would be tried again
-    forever). With `quiet`, what does not encode is dropped instead of raising."""
+# Job id -> (partition, new state or None for a deleted one, the state as written to the state topic).
+Changed = dict[uuid.UUID, tuple[int, JobState | None, bytes | None]]
+
+
+@dataclass
+class Written:
+    """A decision with its new state and its messages already encoded, as the transaction writes them."""
+
+    state: JobState | None
+    state_value: bytes | None
+    publish: list[tuple[Output, bytes]]
+
+
+def writable(decision: Decision, quiet: bool = False) -> Written:
+    """`decision`, encoded: whatever cannot be written is found here, against the message that caused it, not
+    in the middle of a transaction (where it would be tried again forever). With `quiet`, what does not encode
+    is dropped instead of raising."""
     try:
-        for message in decision.publish:
-            encode(message)
-        if decision.state is not None:
-            decision.state.model_dump_json()
+        publish = [(message, encode(message)) for message in decision.publish]
+        value = decision.state.model_dump_json().encode() if decision.state is not None else None
     except Exception:
         if not quiet:
             raise
         log.exception("a decision could not be encoded; dropped")
-        return Decision(None)
-    return decision
+        return Written(None, None, [])
+    return Written(decision.state, value, publish)
 
 
 def serve(settings: SchedulerSettings, stop: threading.Event) -> None:
