@@ -70,3 +70,18 @@ def test_bad_cron(expr: str) -> None:
 def test_bad_time_zone() -> None:
     with pytest.raises(ScheduleError, match="IANA"):
         check_cron("* * * * *", "Mars/Olympus")
+
+
+def test_backoff_never_overflows_whatever_the_attempt_or_factor() -> None:
+    steepest = RetryBackoff(min_ms=1, factor=100, max_ms=1)
+    assert backoff_delay(10**9, steepest) == timedelta(milliseconds=1)
+    capped = RetryBackoff(min_ms=1, factor=100, max_ms=86_400_000)
+    assert [backoff_delay(n, capped) for n in (155, 1000, 10**9)] == [timedelta(days=1)] * 3
+
+
+def test_a_cron_that_never_fires_is_refused_and_has_no_next_fire() -> None:
+    with pytest.raises(ScheduleError, match="never fires"):
+        check_cron("0 0 31 2 *")
+    with pytest.raises(ScheduleError, match="has no next fire time"):
+        next_cron_fire("0 0 30 2 *", "UTC", datetime(2026, 1, 1, tzinfo=UTC))
+    check_cron("0 0 29 2 *")  # leap days do come
