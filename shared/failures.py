@@ -7,6 +7,8 @@ a few attempts the caller gives up on that message (parks it on the dead-letter 
 with the reason) and moves on to the next one.
 """
 
+import httpx
+import requests
 from cassandra import OperationTimedOut, RequestExecutionException
 from cassandra.cluster import NoHostAvailable
 from cassandra.connection import ConnectionException
@@ -33,6 +35,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     NoHostAvailable,
     ConnectionException,
     OSError,  # sockets: refused, reset, timed out
+    requests.exceptions.ConnectionError,  # a Docker engine out of reach
+    requests.exceptions.Timeout,
+    httpx.TransportError,  # a webhook receiver out of reach
 )
 
 
@@ -57,16 +62,4 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, KafkaException):
         error = exc.args[0] if exc.args else None
         return not (isinstance(error, KafkaError) and error.code() in _MESSAGE_FAULTS)
-    if isinstance(exc, _UNAVAILABLE):
-        return True
-    return _is_network_error(exc)
-
-
-def _is_network_error(exc: BaseException) -> bool:
-    """HTTP clients' connection failures (requests for the engine, httpx for webhooks), imported lazily."""
-    try:
-        import httpx
-        import requests
-    except ImportError:  # pragma: no cover - both are dependencies
-        return False
-    return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout | httpx.TransportError)
+    return isinstance(exc, _UNAVAILABLE)

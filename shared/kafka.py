@@ -108,33 +108,34 @@ class EventProducer:
 
     def publish(self, topic: str, event: EventMessage | HostEvent, timeout: float = 12.0) -> None:
         """Send and wait for the broker's acknowledgement; raises KafkaException when it did not come."""
+        self._send(topic, event.key, encode(event), None, timeout)
+
+    def park(self, topic: str, msg: Message, reason: str) -> None:
+        """Send a message no handler could use to the dead-letter topic with where it came from and why; raises
+        KafkaException when the broker did not take it."""
+        value, headers = dead_letter_record(msg, reason, self._max_message_bytes)
+        self._send(topic, (msg.key() or b"")[:1024] or None, value, headers, 12.0)
+
+    def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, str | bytes | None]] | None,
+        timeout: float,
+    ) -> None:
         errors: list[KafkaError] = []
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
                 errors.append(err)
 
-        self._producer.produce(topic, key=event.key, value=encode(event), on_delivery=on_delivery)
+        self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
         remaining = self._producer.flush(timeout)
         if errors:
             raise KafkaException(errors[0])
         if remaining:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "broker did not acknowledge in time"))
-
-    def park(self, topic: str, msg: Message, reason: str) -> None:
-        """Send a message no handler could use to the dead-letter topic with where it came from and why; raises
-        KafkaException when the broker did not take it."""
-        errors: list[KafkaError] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                errors.append(err)
-
-        value, headers = dead_letter_record(msg, reason, self._max_message_bytes)
-        key = (msg.key() or b"")[:1024] or None
-        self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
-        if self._producer.flush(10) or errors:
-            raise KafkaException(errors[0] if errors else KafkaError(KafkaError._MSG_TIMED_OUT, "not acknowledged"))
 
     def close(self) -> None:
         self._producer.flush(10)

@@ -353,7 +353,8 @@ class Runner:
                     return
                 # Started here already (a retry after an unexpected error found the engine gone): never handed
                 # to another host, where it would run a second time. It fails like an engine lost.
-                self._engine_failed_after_start(due, started[-1], str(exc), stop)
+                why = f"the Docker engine of host {self.host} stopped answering while the container ran: {exc}"
+                self._fail(due, started[-1], why, stop, remove_container=False)
                 engine_answered.append(False)
             if engine_answered[-1]:
                 self.breaker.success()
@@ -368,10 +369,18 @@ class Runner:
                 self._held.discard(eid)
             self._slot_freed.set()
 
-    def _fail(self, due: ExecutionDue, started: ExecutionStarted | None, why: str, stop: threading.Event) -> None:
-        """End an execution `failed` with `why` (its container, if any, removed first)."""
-        log.error("execution ends failed", extra={"execution_id": str(due.execution_id), "error": why})
-        if started is not None:
+    def _fail(
+        self,
+        due: ExecutionDue,
+        started: ExecutionStarted | None,
+        why: str,
+        stop: threading.Event,
+        remove_container: bool = True,
+    ) -> None:
+        """End an execution `failed` with `why`; its container, if it was started, is removed first unless the
+        engine is known to be gone (left to the clean-up after the outage)."""
+        log.warning("execution ends failed", extra={"execution_id": str(due.execution_id), "error": why})
+        if started is not None and remove_container:
             with contextlib.suppress(Exception):
                 self.runtime.remove(started.container_id)
         ended = ExecutionFinished(
@@ -387,22 +396,6 @@ class Runner:
             retry_until_done(lambda: self._publish(ended), stop, {"execution_id": str(due.execution_id)})
         except GaveUp:
             log.error("could not report the execution's end", extra={"execution_id": str(due.execution_id)})
-
-    def _engine_failed_after_start(
-        self, due: ExecutionDue, started: ExecutionStarted, error: str, stop: threading.Event
-    ) -> None:
-        log.warning("engine failed after the container started; the execution fails", extra={"error": error})
-        ended = ExecutionFinished(
-            task_id=due.task_id,
-            job_id=due.job_id,
-            execution_id=due.execution_id,
-            status="failed",
-            error=f"the Docker engine of host {self.host} stopped answering while the container ran: {error}",
-            host=self.host,
-            started_at=started.occurred_at,
-        )
-        with contextlib.suppress(GaveUp):
-            retry_until_done(lambda: self._publish(ended), stop, {"execution_id": str(due.execution_id)})
 
     def _hand_back(self, due: ExecutionDue, error: str, stop: threading.Event) -> None:
         """The engine failed before the container ran: release the claim and put the execution back on the
