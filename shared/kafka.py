@@ -106,9 +106,12 @@ class EventProducer:
             }
         )
 
-    def publish(self, topic: str, event: EventMessage | HostEvent, timeout: float = 12.0) -> None:
-        """Send and wait for the broker's acknowledgement; raises KafkaException when it did not come."""
-        self._send(topic, event.key, encode(event), None, timeout)
+    def publish(
+        self, topic: str, event: EventMessage | HostEvent, timeout: float = 12.0, encoded: bytes | None = None
+    ) -> None:
+        """Send and wait for the broker's acknowledgement; raises KafkaException when it did not come. `encoded`:
+        the event's encoding when the caller has it already."""
+        self._send(topic, event.key, encoded if encoded is not None else encode(event), None, timeout)
 
     def park(self, topic: str, msg: Message, reason: str) -> None:
         """Send a message no handler could use to the dead-letter topic with where it came from and why; raises

@@ -30,7 +30,7 @@ from services.api.models import (
     TaskPage,
     Updated,
 )
-from services.api.schemas import check_task_id, invalid_text, parse_job_spec
+from services.api.schemas import check_task_id, parse_job_spec
 from shared.events import (
     Command,
     ExecutionStopRequested,
@@ -123,8 +123,8 @@ class Urls(Links):
 
 @route("POST", "/tasks/{task_id}", summary="Enqueue a job in a task (created on first use)", **writes(Enqueued))
 async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
-    command = await job_command(JobRequested, task_id, uuid.uuid4(), request, backends)
-    await run_in_threadpool(accept, backends, command)
+    command, encoded = await job_command(JobRequested, task_id, uuid.uuid4(), request, backends)
+    await run_in_threadpool(accept, backends, command, None, encoded)
     return job_answer(Urls(request), command, with_execution=True)
 
 
@@ -136,8 +136,8 @@ async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict
     **writes(Updated),
 )
 async def update(task_id: str, job_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
-    command = await job_command(JobUpdated, task_id, parse_uuid(job_id, "jobId"), request, backends)
-    await run_in_threadpool(accept, backends, command)
+    command, encoded = await job_command(JobUpdated, task_id, parse_uuid(job_id, "jobId"), request, backends)
+    await run_in_threadpool(accept, backends, command, None, encoded)
     return job_answer(Urls(request), command, with_execution=command.definition.runs_now)
 
 
@@ -146,9 +146,10 @@ JobCommand = TypeVar("JobCommand", JobRequested, JobUpdated)
 
 async def job_command(
     kind: type[JobCommand], task_id: str, job_id: uuid.UUID, request: Request, backends: Backends
-) -> JobCommand:
-    """The order a POST or PUT gives, after every check: the task id, a farm that takes it, the body, and that
-    the order fits in a Kafka message with room to spare (the scheduler keeps the definition with its state)."""
+) -> tuple[JobCommand, bytes]:
+    """The order a POST or PUT gives, and its encoding, after every check: the task id, a farm that takes it,
+    the body, and that the order fits in a Kafka message with room to spare (the scheduler keeps the definition
+    with its state). The encoding measured is the one published."""
     check_task_id(task_id)
     check_farm(task_id, backends)
     spec = parse_job_spec(await read_body(request, backends), backends.settings.webhooks_refuse_private)
@@ -162,10 +163,10 @@ async def job_command(
         definition=definition,
         request_ip=client_ip(request),
     )
-    size, limit = len(encode(command)), backends.settings.max_message_bytes // 2
-    if size > limit:
-        raise PayloadTooLarge(f"job definition too large: {size} bytes once encoded, at most {limit}")
-    return command
+    encoded, limit = encode(command), backends.settings.max_message_bytes // 2
+    if len(encoded) > limit:
+        raise PayloadTooLarge(f"job definition too large: {len(encoded)} bytes once encoded, at most {limit}")
+    return command, encoded
 
 
 def check_farm(task_id: str, backends: Backends) -> None:
@@ -262,14 +263,16 @@ def stop_execution(
     }
 
 
-def accept(backends: Backends, command: Command | HostBlacklisted, topic: str | None = None) -> None:
+def accept(
+    backends: Backends, command: Command | HostBlacklisted, topic: str | None = None, encoded: bytes | None = None
+) -> None:
     """Publish the order, then project it at once so a GET right after the request already sees it.
 
     The recorder writes the same rows from the same event with the same write timestamp, so the two writes
     converge; if this one fails the recorder's still lands, and the client's order is not lost.
     """
     try:
-        backends.producer.publish(topic or backends.topics.jobs, command)
+        backends.producer.publish(topic or backends.topics.jobs, command, encoded=encoded)
     except KafkaException as exc:
         log.error("could not publish", extra={"type": command.type, "key": command.key.decode(), "error": str(exc)})
         raise Unavailable("the job queue is unavailable right now; nothing was changed, try again") from exc
@@ -419,7 +422,7 @@ class HostBody(BaseModel):
 
 def _blacklist(request_body: HostBody, backends: Backends, blacklisted: bool) -> BlacklistAnswer:
     host = request_body.host.strip()
-    if not host or not host.isprintable() or any(c.isspace() for c in host) or invalid_text(host):
+    if not host or not host.isprintable() or any(c.isspace() for c in host):  # lone surrogates are unprintable
         raise BadRequest("host must be a host name as its runner reports it, like 'docker1:2375'")
     accept(backends, HostBlacklisted(host=host, blacklisted=blacklisted), topic=backends.topics.control)
     return BlacklistAnswer(host=host, blacklisted=blacklisted)
