@@ -10,6 +10,7 @@ STORAGE="$DATA/cassandra"
 CONF="$RUNDIR/cassandra.yaml"
 PIDFILE="$RUNDIR/cassandra.pid"
 HEAP="${FASTLANE_CASSANDRA_HEAP:-1g}"
+JMX_PORT="${FASTLANE_CASSANDRA_JMX_PORT:-7199}"  # local JMX (loopback); a second node needs another
 
 jars() {
   [ -f "$CJARS/.complete" ] && return 0
@@ -23,13 +24,13 @@ jars() {
 prepare() {
   jars
   mkdir -p "$STORAGE" "$LOGS/cassandra"
-  sed "s#@STORAGE@#$STORAGE#" "$ROOT/deploy/cassandra/cassandra.yaml.in" > "$CONF"
+  sed -e "s#@STORAGE@#$STORAGE#" -e "s#@BIND@#$BIND#g" "$ROOT/deploy/cassandra/cassandra.yaml.in" > "$CONF"
   JAVA_ARGS=(@"$ROOT/deploy/cassandra/jvm17.options" -Xms"$HEAP" -Xmx"$HEAP" -Xmn256m
     -javaagent:"$(ls "$CJARS"/jamm-*.jar | head -n 1)"
     -Dcassandra.config="file://$CONF"
     -Dlogback.configurationFile="$ROOT/deploy/cassandra/logback.xml"
     -Dcassandra.logdir="$LOGS/cassandra" -Dcassandra.storagedir="$STORAGE"
-    -Dcassandra-foreground=yes -Dcassandra.jmx.local.port=7199
+    -Dcassandra-foreground=yes -Dcassandra.jmx.local.port="$JMX_PORT"
     -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=100
     -Dcassandra.shutdown_announce_in_ms=0 -Dcassandra.load_ring_state=false
     -Dcassandra.initial_token=0
@@ -40,19 +41,19 @@ prepare() {
 case "${1:-}" in
   jars) jars ;;
   foreground)
-    if port_open 9042; then
-      log "cassandra already answers on 127.0.0.1:9042 (started by make test?); using it"
+    if port_open 9042 "$BIND"; then
+      log "cassandra already answers on $BIND:9042 (started by make test?); using it"
       exec sleep infinity
     fi
     prepare; coarse_timers; run_with_grace 2 java "${JAVA_ARGS[@]}" ;;
   start)
-    if port_open 9042; then log "Cassandra already answers on 127.0.0.1:9042"; exit 0; fi
+    if port_open 9042 "$BIND"; then log "Cassandra already answers on $BIND:9042"; exit 0; fi
     jars
     log "starting Cassandra (log: $LOGS/cassandra.log)"
     setsid nohup bash "$0" foreground >"$LOGS/cassandra.log" 2>&1 < /dev/null &
     echo $! > "$PIDFILE"
-    wait_for "Cassandra" 240 port_open 9042
-    log "Cassandra ready on 127.0.0.1:9042" ;;
+    wait_for "Cassandra" 240 port_open 9042 "$BIND"
+    log "Cassandra ready on $BIND:9042" ;;
   stop)
     if [ -f "$PIDFILE" ]; then kill "$(cat "$PIDFILE")" 2>/dev/null || true; rm -f "$PIDFILE"; fi ;;
   *) die "usage: cassandra.sh jars|foreground|start|stop" ;;

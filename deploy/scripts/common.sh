@@ -2,17 +2,21 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LOCAL="${FASTLANE_LOCAL_DIR:-$ROOT/.local}"
-JARS="$LOCAL/jars"
+# The jars can live elsewhere (a second stack, e.g. the fault suite's, reuses the main checkout's).
+JARS="${FASTLANE_JARS_DIR:-$LOCAL/jars}"
 DATA="$LOCAL/data"
 LOGS="$LOCAL/logs"
 RUNDIR="$LOCAL/run"
 mkdir -p "$JARS" "$DATA" "$LOGS" "$RUNDIR"
+# The loopback address Kafka and Cassandra listen on (every 127.x.y.z reaches lo on Linux): a second node set
+# on 127.0.0.2/.3 runs beside the default one on the same ports (the fault suite's backends do).
+BIND="${FASTLANE_BIND_ADDR:-127.0.0.1}"
 
 log() { printf '[provision] %s\n' "$*" >&2; }
 die() { printf '[provision] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# port_open PORT -> 0 when something accepts TCP connections on 127.0.0.1:PORT
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# port_open PORT [ADDRESS] -> 0 when something accepts TCP connections on ADDRESS:PORT (default 127.0.0.1)
+port_open() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
 
 # wait_for DESCRIPTION SECONDS COMMAND... -> retries COMMAND once a second until it succeeds
 wait_for() {

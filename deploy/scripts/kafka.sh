@@ -27,7 +27,7 @@ JAVA_ARGS=(-Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.a
 prepare() {
   jars
   mkdir -p "$KDATA"
-  sed "s#@DATA@#$KDATA#" "$ROOT/deploy/kafka/server.properties.in" > "$CONF"
+  sed -e "s#@DATA@#$KDATA#" -e "s#@BIND@#$BIND#g" "$ROOT/deploy/kafka/server.properties.in" > "$CONF"
   if [ ! -f "$KDATA/meta.properties" ]; then
     log "formatting Kafka storage in $KDATA"
     java "${JAVA_ARGS[@]}" kafka.tools.StorageTool format -t "$CLUSTER_ID" -c "$CONF" --ignore-formatted >/dev/null
@@ -35,28 +35,29 @@ prepare() {
 }
 
 ready() {
-  "$ROOT/.venv/bin/python" - <<'PY' 2>/dev/null
+  FASTLANE_BIND_ADDR="$BIND" "$ROOT/.venv/bin/python" - <<'PY' 2>/dev/null
+import os
 from confluent_kafka.admin import AdminClient
-AdminClient({"bootstrap.servers": "127.0.0.1:9092"}).list_topics(timeout=2)
+AdminClient({"bootstrap.servers": os.environ["FASTLANE_BIND_ADDR"] + ":9092"}).list_topics(timeout=2)
 PY
 }
 
 case "${1:-}" in
   jars) jars ;;
   foreground)
-    if port_open 9092; then
-      log "kafka already answers on 127.0.0.1:9092 (started by make test?); using it"
+    if port_open 9092 "$BIND"; then
+      log "kafka already answers on $BIND:9092 (started by make test?); using it"
       exec sleep infinity
     fi
     prepare; coarse_timers; run_with_grace 2 java "${JAVA_ARGS[@]}" kafka.Kafka "$CONF" ;;
   start)
-    if port_open 9092; then log "Kafka already answers on 127.0.0.1:9092"; exit 0; fi
+    if port_open 9092 "$BIND"; then log "Kafka already answers on $BIND:9092"; exit 0; fi
     prepare
     log "starting Kafka (log: $LOGS/kafka.log)"
     setsid nohup bash "$0" foreground >"$LOGS/kafka.log" 2>&1 < /dev/null &
     echo $! > "$PIDFILE"
     wait_for "Kafka" 120 ready
-    log "Kafka ready on 127.0.0.1:9092" ;;
+    log "Kafka ready on $BIND:9092" ;;
   stop)
     if [ -f "$PIDFILE" ]; then kill "$(cat "$PIDFILE")" 2>/dev/null || true; rm -f "$PIDFILE"; fi ;;
   *) die "usage: kafka.sh jars|foreground|start|stop" ;;
