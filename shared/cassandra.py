@@ -94,6 +94,10 @@ SCHEMA = [
     # takes up again, and what is failed when its host is lost.
     """CREATE TABLE IF NOT EXISTS {ks}.host_executions (
         host text, execution_id timeuuid, due text, PRIMARY KEY ((host), execution_id))""",
+    # Each runner's own liveness token, rewritten every heartbeat interval straight from the runner (not through
+    # Kafka and the recorder): a peer is judged lost only when its token stopped changing while the judge itself
+    # kept reaching Cassandra (services/runner/liveness.py), whatever the clocks of either machine say.
+    "CREATE TABLE IF NOT EXISTS {ks}.host_beats (host text PRIMARY KEY, beat timeuuid)",
     """CREATE TABLE IF NOT EXISTS {ks}.job_counters (
         task_id text, job_id uuid, executions counter, PRIMARY KEY ((task_id, job_id)))""",
     # Stop requests (StopExecution), kept a week: a runner that was down when one was broadcast finds it here.
@@ -109,6 +113,17 @@ SCHEMA = [
         task_id text, job_id uuid, execution_id timeuuid, delivery_id uuid, channel text, event text,
         target text, state text, attempts int, status_code int, last_error text, updated_at timestamp,
         PRIMARY KEY ((task_id, job_id, execution_id), delivery_id))""",
+    # --- the API's Idempotency-Key (services/api/idempotency.py) ---
+    # The order a key was first used for in a task (claimed with a lightweight transaction before it is
+    # published), what its request looked like, and how its publishing went; kept a day.
+    """CREATE TABLE IF NOT EXISTS {ks}.idempotency_keys (
+        task_id text, key text, fingerprint text, command blob, state text, created_at timestamp,
+        PRIMARY KEY ((task_id, key))) WITH default_time_to_live = 86400""",
+    # --- the notifier's events waiting for their job's row (services/notifier/waiting.py) ---
+    # An execution event whose job definition is not in `jobs` yet (the API's early write failed and the
+    # recorder lags): kept by the partition of the event, looked at again until the row comes or patience ends.
+    """CREATE TABLE IF NOT EXISTS {ks}.notify_waiting (
+        partition int, event_id uuid, event text, first_seen timestamp, PRIMARY KEY ((partition), event_id))""",
 ]
 
 
@@ -120,6 +135,8 @@ ADDED_COLUMNS = [
     ("task_words", "last_modified_at", "timestamp"),
     ("task_words", "jobs_count", "bigint"),
     ("hosts", "farm", "text"),
+    # The ExecutionFinished a runner reported with no container left to read it from again (services/runner).
+    ("execution_claims", "report", "text"),
 ]
 
 

@@ -2,7 +2,10 @@
 (for read-your-writes right after a POST).
 
 Every write uses the event's time as its Cassandra write timestamp, so the two writers converge, a replayed
-event is a no-op, and a late-arriving older event never overwrites a newer status.
+event is a no-op, and a late-arriving older event never overwrites a newer one. An execution's row is the
+exception: its writes are ordered by the execution's lifecycle first (`lifecycle_time`), since its events come
+from different machines whose clocks may disagree (a runner whose clock is behind the API's must still move
+`enqueued` to `done`), and the first final status written is the one that stays.
 """
 
 import json
@@ -39,6 +42,19 @@ def first_write_wins(ts: int) -> int:
     """A write timestamp under which the EARLIEST event wins (for values set once, like created_at): Cassandra
     keeps the highest timestamp, and this one is higher the earlier the event."""
     return (1 << 62) - ts
+
+
+# An execution's stages, in the order they happen; a write of a later stage always wins over an earlier one.
+STAGES = {"enqueued": 1, "pulling": 2, "running": 3, "final": 4}
+_STAGE_SPAN = 1 << 53  # microseconds: event times up to the year 2255 fit below it
+
+
+def lifecycle_time(stage: str, at: datetime) -> int:
+    """Write timestamp for an execution's row: ordered by stage, then by event time within a stage, except for
+    final statuses, where the EARLIEST wins (a status once final never moves, e.g. `failed` then `done`)."""
+    micros = min(max(write_time(at), 0), _STAGE_SPAN - 1)
+    within = _STAGE_SPAN - 1 - micros if stage == "final" else micros
+    return STAGES[stage] * _STAGE_SPAN + within
 
 
 def execution_created_at(execution_id: uuid.UUID) -> datetime:
@@ -157,31 +173,30 @@ class Projections:
         w.add(self._job_created, (first_write_wins(ts), e.occurred_at, e.task_id, e.job_id))
         w.add(self._touch_task, (ts, e.occurred_at, e.task_id))
         if e.execution_id is not None:
-            self._enqueue_execution(w, ts, e.task_id, e.job_id, e.execution_id, d.image, d.command, 1)
-            w.add(self._set_request_ip, (ts, e.request_ip, e.task_id, e.job_id, e.execution_id))
+            self._enqueue_execution(w, e.occurred_at, e.task_id, e.job_id, e.execution_id, d.image, d.command, 1)
+            enqueued_ts = lifecycle_time("enqueued", e.occurred_at)
+            w.add(self._set_request_ip, (enqueued_ts, e.request_ip, e.task_id, e.job_id, e.execution_id))
 
     def job_stop_requested(self, e: JobStopRequested, w: Writes) -> None:
         w.add(self._unschedule_job, (write_time(e.occurred_at), e.task_id, e.job_id))
 
     def job_retry_requested(self, e: JobRetryRequested, w: Writes) -> None:
         """The new execution shows as enqueued at once; its image and command arrive with its ExecutionDue."""
-        ts = write_time(e.occurred_at)
         created = execution_created_at(e.execution_id)
+        ts = lifecycle_time("enqueued", e.occurred_at)
         w.add(self._enqueue_bare, (ts, created, e.request_ip, e.task_id, e.job_id, e.execution_id))
 
     def execution_pulling(self, e: ExecutionPulling, w: Writes) -> None:
-        ts = write_time(e.occurred_at)
+        ts = lifecycle_time("pulling", e.occurred_at)
         w.add(self._pulling, (ts, e.host, e.task_id, e.job_id, e.execution_id))
 
     def execution_due(self, e: ExecutionDue, w: Writes) -> None:
-        self._enqueue_execution(
-            w, write_time(e.occurred_at), e.task_id, e.job_id, e.execution_id, e.image, e.command, e.attempt
-        )
+        self._enqueue_execution(w, e.occurred_at, e.task_id, e.job_id, e.execution_id, e.image, e.command, e.attempt)
 
     def _enqueue_execution(
         self,
         w: Writes,
-        ts: int,
+        at: datetime,
         task_id: str,
         job_id: uuid.UUID,
         execution_id: uuid.UUID,
@@ -190,13 +205,14 @@ class Projections:
         attempt: int,
     ) -> None:
         created = execution_created_at(execution_id)
+        ts = lifecycle_time("enqueued", at)
         w.add(self._enqueue, (ts, created, image, command, attempt, task_id, job_id, execution_id))
 
     def execution_started(self, e: ExecutionStarted, w: Writes) -> None:
         w.add(
             self._start,
             (
-                write_time(e.occurred_at),
+                lifecycle_time("running", e.occurred_at),
                 e.occurred_at,
                 e.container_id,
                 e.host,
@@ -210,7 +226,7 @@ class Projections:
         w.add(
             self._finish,
             (
-                write_time(e.occurred_at),
+                lifecycle_time("final", e.occurred_at),
                 e.status,
                 e.occurred_at,
                 e.exit_code,

@@ -13,6 +13,7 @@ import requests
 import urllib3
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound, create_api_error_from_http_exception
 from docker.utils import parse_repository_tag
+from urllib3.exceptions import NewConnectionError
 
 LABEL = "fastlane.execution-id"
 TLS_API_VERSION = "1.41"
@@ -23,13 +24,40 @@ class RuntimeFailure(Exception):
 
 
 class EngineUnavailable(RuntimeFailure):
-    """The engine itself did not answer: not the job's fault, so the execution goes to another host."""
+    """The engine itself did not answer: not the job's fault, so the execution goes to another host.
+
+    `reached` is False when the request certainly never got to the engine (nothing accepted the connection), so
+    the engine did nothing; True when it may have done it with the answer lost (a timeout, a cut connection):
+    a container whose creation or start went unanswered may exist and run."""
 
     transient = True  # shared.failures: retried while it lasts, never counted against the message
 
+    def __init__(self, message: str, reached: bool = True) -> None:
+        super().__init__(message)
+        self.reached = reached
+
+
+_NOT_CONNECTED = (ConnectionRefusedError, FileNotFoundError, requests.exceptions.ConnectTimeout, NewConnectionError)
+
+
+def never_reached(exc: BaseException) -> bool:
+    """Whether `exc` (a requests/urllib3 error, however wrapped) says no connection to the engine was made."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, _NOT_CONNECTED):
+            return True
+        linked = [*error.args, error.__cause__, error.__context__, getattr(error, "reason", None)]
+        pending.extend(e for e in linked if isinstance(e, BaseException))
+    return False
+
 
 def unanswered(exc: Exception) -> EngineUnavailable:
-    return EngineUnavailable(f"the Docker engine does not answer: {exc}")
+    return EngineUnavailable(f"the Docker engine does not answer: {exc}", reached=not never_reached(exc))
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ import time
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, timedelta
 
 import docker
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -16,7 +15,8 @@ from pydantic import ValidationError
 
 from services.runner.breaker import Breaker
 from services.runner.handlers import Limits, clip_error, container_name, run_execution
-from services.runner.ledger import LOST, Ledger
+from services.runner.ledger import DONE, HANDED_BACK, LOST, Ledger
+from services.runner.liveness import Liveness
 from services.runner.offsets import OffsetTracker
 from services.runner.runtime import DockerRuntime, EngineUnavailable, Interrupted
 from shared.cassandra import connect
@@ -27,7 +27,6 @@ from shared.events import (
     RunnerHeartbeat,
     StopExecution,
     decode,
-    utcnow,
 )
 from shared.events import Message as EventMessage
 from shared.failures import GaveUp
@@ -38,6 +37,14 @@ from shared.topics import Topics, group_id, runner_group
 
 log = logging.getLogger("runner")
 RUNNER_VERSION = "0.1.0"
+# An ExecutionFinished up to this size is kept with the claim when reported (larger ones carry logs, read again
+# from the container, which is removed only after the report).
+REPORT_KEPT_BYTES = 64 * 1024
+
+
+class TakenAway(Exception):
+    """The execution's claim was taken from this host (a peer declared it lost and reported the execution
+    failed): its end is not reported here, and its container is removed."""
 
 
 class StopRequests:
@@ -112,6 +119,7 @@ class Runner:
         self._running = 0  # slots taken: containers being started or running (at most `capacity`)
         self._unsettled = 0  # handed to a worker, neither claimed nor skipped yet
         self._draining = False  # leaving the group: queued messages are left to the farm
+        self.liveness = Liveness(settings.host_lost_after_s, settings.heartbeat_interval_s)
 
     def run(self, stop: threading.Event) -> None:
         listener = threading.Thread(target=self._listen_for_stops, args=(stop,), name="stop-listener", daemon=True)
@@ -199,7 +207,21 @@ class Runner:
         held = self.ledger.held(self.host)
         self._remove_orphans({due.execution_id for due in held})
         for due in held:
-            if self.ledger.owner(due.execution_id) != self.host:
+            owner, report = self.ledger.reported(due.execution_id)
+            if owner == HANDED_BACK + self.host:  # a crash came while handing it back: put it back again
+                self.producer.publish(self.due_topic, due)
+                self.ledger.done(due.execution_id, self.host)
+                continue
+            if owner == DONE + self.host and (report is not None or not self._container_left(due)):
+                # Its end was reported, or about to be (a crash came between): report it again, from what was
+                # kept (a report with its container gone), never by starting it again.
+                log.info("reporting an ended execution again", extra={"execution_id": str(due.execution_id)})
+                if report is not None:
+                    self.producer.publish(self.topics.executions, ExecutionFinished.model_validate_json(report))
+                self.runtime.remove(container_name(due))
+                self.ledger.done(due.execution_id, self.host)
+                continue
+            if owner not in (self.host, DONE + self.host):
                 log.warning("dropping an execution taken from this host", extra={"execution_id": str(due.execution_id)})
                 self.runtime.remove(container_name(due))
                 self.ledger.done(due.execution_id, self.host)
@@ -208,6 +230,9 @@ class Runner:
                 continue  # taken up already, by an earlier attempt of this step
             log.info("taking up an execution after a restart", extra={"execution_id": str(due.execution_id)})
             self.pool.submit(self._work, due, None, stop)
+
+    def _container_left(self, due: ExecutionDue) -> bool:
+        return any(eid == str(due.execution_id) for _, eid, _ in self.runtime.executions())
 
     def _remove_orphans(self, held: set[uuid.UUID]) -> None:
         """Containers of this host's executions that nothing holds any more: reported already (a crash came
@@ -218,7 +243,7 @@ class Runner:
             if eid in held:
                 continue
             owner = self.ledger.owner(eid)
-            if owner in (self.host, LOST + self.host):
+            if owner in (self.host, LOST + self.host, DONE + self.host, HANDED_BACK + self.host):
                 log.info("removing an orphan container", extra={"execution_id": execution_id, "owner": owner})
                 self.runtime.remove(container_id)
 
@@ -316,20 +341,22 @@ class Runner:
                 self.finished.put(message)  # claimed (or someone else's): the message is done with
                 self._settled()
                 owner, claimed = claims[-1]
-                if not claimed:
-                    # Another host runs it, or this host ran it already (a redelivery after a restart).
+                if not claimed and owner != self.host:
+                    # Another host runs it, or this host reported its end already (a redelivery after a
+                    # restart). (Owned by this host but not claimed by the last call: an earlier attempt's
+                    # claim applied though its answer was lost, or a restart left it; it runs here.)
                     log.info("already claimed; not run again", extra={**context, "owner": owner})
                     give_slot()
-                    if owner == self.host:
-                        with contextlib.suppress(GaveUp):
-                            retry_until_done(lambda: self.ledger.done(eid, self.host), stop, context)
                     return
 
             engine_answered: list[bool] = []
             started: list[ExecutionStarted] = []
 
             def publish(event: EventMessage) -> None:
-                self._publish(event)
+                if isinstance(event, ExecutionFinished):
+                    self._report_end(event)
+                else:
+                    self._publish(event)
                 if isinstance(event, ExecutionStarted):
                     started.append(event)
 
@@ -338,24 +365,48 @@ class Runner:
                     run_execution(due, self.runtime, publish, self.host, self.limits, stop, cancel, give_slot)
                 )
 
-            try:
-                if not retry_until_done(attempt, stop, context, give_up_on=(Interrupted, EngineUnavailable)):
+            silent_since: float | None = None
+            while True:
+                try:
+                    if not retry_until_done(
+                        attempt, stop, context, give_up_on=(Interrupted, EngineUnavailable, TakenAway)
+                    ):
+                        return
+                except GaveUp as exc:  # something in this execution keeps failing: it ends with the reason
+                    why = f"fastlane could not run it to its end: {exc}"
+                    self._fail(due, started[-1] if started else None, why, stop)
+                    engine_answered.append(True)
+                except Interrupted:
+                    log.info("left running; taken up again when this runner restarts", extra=context)
                     return
-            except GaveUp as exc:  # something in this execution keeps failing: it ends with the reason
-                self._fail(due, started[-1] if started else None, f"fastlane could not run it to its end: {exc}", stop)
-                engine_answered.append(True)
-            except Interrupted:
-                log.info("left running; taken up again when this runner restarts", extra=context)
-                return
-            except EngineUnavailable as exc:
-                if not started:
-                    self._hand_back(due, str(exc), stop)
-                    return
-                # Started here already (a retry after an unexpected error found the engine gone): never handed
-                # to another host, where it would run a second time. It fails like an engine lost.
-                why = f"the Docker engine of host {self.host} stopped answering while the container ran: {exc}"
-                self._fail(due, started[-1], why, stop, remove_container=False)
-                engine_answered.append(False)
+                except TakenAway:
+                    log.warning("taken from this host while it ran; its end is not reported here", extra=context)
+                    with contextlib.suppress(Exception):
+                        self.runtime.remove(container_name(due))
+                    engine_answered.append(True)
+                except EngineUnavailable as exc:
+                    if not started and not exc.reached:
+                        # The engine never got the request: nothing runs here, another host may run it.
+                        self._hand_back(due, str(exc), stop)
+                        return
+                    if not started:
+                        # The engine may have created or started the container without answering: handing it
+                        # to another host could run it twice. Ask again until the engine answers (the container
+                        # is found by its name), for as long as a running container's engine is waited for.
+                        self.breaker.failure()
+                        silent_since = silent_since or time.monotonic()
+                        if time.monotonic() - silent_since < self.limits.engine_lost_after_s:
+                            if stop.wait(1.0):
+                                return  # left to the restart: the claim and the held record stay
+                            continue
+                        why = f"the Docker engine of host {self.host} did not answer whether it started it: {exc}"
+                    else:
+                        # Started here already (a retry after an unexpected error found the engine gone): never
+                        # handed to another host, where it would run a second time. It fails like an engine lost.
+                        why = f"the Docker engine of host {self.host} stopped answering while the container ran: {exc}"
+                    self._fail(due, started[-1] if started else None, why, stop, remove_container=False)
+                    engine_answered.append(False)
+                break
             if engine_answered[-1]:
                 self.breaker.success()
             else:
@@ -380,9 +431,6 @@ class Runner:
         """End an execution `failed` with `why`; its container, if it was started, is removed first unless the
         engine is known to be gone (left to the clean-up after the outage)."""
         log.warning("execution ends failed", extra={"execution_id": str(due.execution_id), "error": why})
-        if started is not None and remove_container:
-            with contextlib.suppress(Exception):
-                self.runtime.remove(started.container_id)
         ended = ExecutionFinished(
             task_id=due.task_id,
             job_id=due.job_id,
@@ -393,9 +441,28 @@ class Runner:
             started_at=started.occurred_at if started else None,
         )
         try:
-            retry_until_done(lambda: self._publish(ended), stop, {"execution_id": str(due.execution_id)})
+            retry_until_done(
+                lambda: self._report_end(ended), stop, {"execution_id": str(due.execution_id)}, give_up_on=(TakenAway,)
+            )
+        except TakenAway:
+            log.warning(
+                "taken from this host; its end is not reported here", extra={"execution_id": str(due.execution_id)}
+            )
         except GaveUp:
             log.error("could not report the execution's end", extra={"execution_id": str(due.execution_id)})
+        if started is not None and remove_container:
+            with contextlib.suppress(Exception):
+                self.runtime.remove(started.container_id)
+
+    def _report_end(self, ended: ExecutionFinished) -> None:
+        """Publish an execution's end, unless its claim was taken from this host (TakenAway). The claim is
+        marked finished first, keeping the event itself when it is small (it then need not be read from the
+        container again): a crash after the mark makes the restart report it, never run it again."""
+        encoded = ended.model_dump_json()
+        report = encoded if len(encoded) <= REPORT_KEPT_BYTES else None
+        if not self.ledger.finish(ended.execution_id, self.host, report):
+            raise TakenAway(str(ended.execution_id))
+        self._publish(ended)
 
     def _hand_back(self, due: ExecutionDue, error: str, stop: threading.Event) -> None:
         """The engine failed before the container ran: release the claim and put the execution back on the
@@ -406,8 +473,9 @@ class Runner:
         )
 
         def give_back() -> None:
-            self.ledger.release(due.execution_id, self.host)
-            self.producer.publish(self.due_topic, due)
+            if self.ledger.release(due.execution_id, self.host):
+                self.producer.publish(self.due_topic, due)
+            self.ledger.done(due.execution_id, self.host)
 
         context: dict[str, object] = {"execution_id": str(due.execution_id)}
         try:
@@ -432,10 +500,12 @@ class Runner:
                 self.breaker.failure()
             engine_was_ok = engine_ok
             try:
+                self.ledger.beat(self.host)
                 self.blacklisted = self.ledger.blacklisted(self.host)
                 self._reap_lost_hosts()
                 self._catch_up_on_stops()
             except Exception as exc:
+                self.liveness.blind()
                 log.warning("ledger unavailable", extra={"error": str(exc)})
             beat = RunnerHeartbeat(
                 host=self.host,
@@ -466,34 +536,44 @@ class Runner:
         """Stop requests broadcast while this runner was down (or before it listened) are in Cassandra too."""
         with self._held_lock:
             held = list(self._held)
-        for execution_id in self.ledger.stops_requested(held) if held else []:
+        if not held:
+            return
+        for execution_id in self.ledger.stops_requested(held):
             self.stops.request(execution_id)
+        # Taken from this host while it was away (paused past the lost-host limit): a peer reported them
+        # failed, so their containers stop now; their ends are not reported here (TakenAway).
+        for execution_id, owner in self.ledger.owners(held).items():
+            if owner == LOST + self.host:
+                log.warning("taken from this host; stopping it", extra={"execution_id": str(execution_id)})
+                self.stops.request(execution_id)
 
     def _reap_lost_hosts(self) -> None:
-        lost_before = utcnow() - timedelta(seconds=self.settings.host_lost_after_s)
-        for peer in self.farm.hosts:
-            if peer == self.host:
-                continue
-            seen = self.ledger.last_seen(peer)
-            if seen is None or seen.replace(tzinfo=UTC) >= lost_before:
-                continue
+        """Fail the executions of farm peers whose liveness token stopped changing (services/runner/liveness.py).
+        Each is taken from its host (a transaction; a host that marked an end finished keeps it), reported
+        failed, and only then dropped from the host's record: a failure in between leaves it for the next
+        turn (of this runner or another), never unreported."""
+        peers = [peer for peer in self.farm.hosts if peer != self.host]
+        if not peers:
+            return
+        for peer in self.liveness.look(self.ledger.beats(peers)):
             for due in self.ledger.held(peer):
-                if self.ledger.take_from_lost(due.execution_id, peer):
-                    error = f"host {peer} lost: no heartbeat since {seen.replace(tzinfo=UTC).isoformat()}"
-                    log.warning(
-                        "failing an execution of a lost host",
-                        extra={"execution_id": str(due.execution_id), "host": peer},
+                if not self.ledger.take_from_lost(due.execution_id, peer):
+                    continue
+                silent = f"{self.settings.host_lost_after_s:g}s"
+                log.warning(
+                    "failing an execution of a lost host", extra={"execution_id": str(due.execution_id), "host": peer}
+                )
+                self._publish(
+                    ExecutionFinished(
+                        task_id=due.task_id,
+                        job_id=due.job_id,
+                        execution_id=due.execution_id,
+                        status="failed",
+                        error=f"host {peer} lost: its runner gave no sign of life for {silent}",
+                        host=peer,
                     )
-                    self._publish(
-                        ExecutionFinished(
-                            task_id=due.task_id,
-                            job_id=due.job_id,
-                            execution_id=due.execution_id,
-                            status="failed",
-                            error=error,
-                            host=peer,
-                        )
-                    )
+                )
+                self.ledger.done(due.execution_id, peer)
 
     def _listen_for_stops(self, stop: threading.Event) -> None:
         """Every runner reads every StopExecution (a group of its own, from the latest message on)."""

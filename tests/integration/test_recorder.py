@@ -94,6 +94,39 @@ def test_replays_and_late_events_never_move_a_status_back(
     assert row.started_at is not None and row.finished_at is not None
 
 
+def test_a_runner_whose_clock_is_behind_still_moves_the_status_forward(
+    projections: Projections, cassandra: Session, backends: Settings
+) -> None:
+    """The API's clock says the job was requested at t0; the runner's clock is 10 minutes behind, so its events
+    carry times before t0. The status still ends `done`, not `enqueued`."""
+    requested, due, started, finished = lifecycle()
+    behind = timedelta(minutes=10)
+    started = started.model_copy(update={"occurred_at": started.occurred_at - behind})
+    finished = finished.model_copy(update={"occurred_at": finished.occurred_at - behind})
+    for e in (requested, due, started):
+        projections.apply(e)
+    assert execution_row(cassandra, backends.keyspace, requested).status == "running"
+    projections.apply(finished)
+    projections.apply(due)  # a redelivered ExecutionDue, with the scheduler's (later) time
+    row = execution_row(cassandra, backends.keyspace, requested)
+    assert (row.status, row.exit_code, row.container_id) == ("done", 0, "c1")
+
+
+def test_a_final_status_never_moves_the_first_one_written_stays(
+    projections: Projections, cassandra: Session, backends: Settings
+) -> None:
+    """A peer reported the execution `failed` (its host looked lost); a later `done` for it (from a runner that
+    should have been fenced, or a replay from another source) does not change it, in either order of arrival."""
+    requested, due, started, finished = lifecycle()
+    failed = finished.model_copy(
+        update={"status": "failed", "occurred_at": finished.occurred_at - timedelta(seconds=1), "exit_code": None}
+    )
+    for e in (requested, due, started, finished, failed, finished):
+        projections.apply(e)
+    row = execution_row(cassandra, backends.keyspace, requested)
+    assert (row.status, row.exit_code) == ("failed", None)
+
+
 def test_the_recorder_service_projects_events_from_kafka(backends: Settings, cassandra: Session) -> None:
     topics = Topics.from_settings(backends)
     producer = EventProducer(backends)
