@@ -7,9 +7,10 @@ from typing import Annotated
 from cassandra.cluster import Cluster, Session
 from fastapi import Depends, Request
 
+from services.api.idempotency import IdempotencyKeys
+from services.api.orders import OrderPublisher
 from services.api.queries import Queries
 from shared.cassandra import connect
-from shared.kafka import EventProducer
 from shared.lifecycle import prepare_backends
 from shared.projections import Projections
 from shared.settings import ApiSettings
@@ -24,14 +25,15 @@ class Backends:
 
     settings: ApiSettings
     topics: Topics
-    producer: EventProducer
+    orders: OrderPublisher
+    keys: IdempotencyKeys
     projections: Projections
     queries: Queries
     cluster: Cluster
     session: Session
 
     def close(self) -> None:
-        self.producer.close()
+        self.orders.close()
         self.cluster.shutdown()
 
 
@@ -41,7 +43,8 @@ def bootstrap(settings: ApiSettings) -> Backends:
     return Backends(
         settings=settings,
         topics=Topics.from_settings(settings),
-        producer=EventProducer(settings),
+        orders=OrderPublisher(settings),
+        keys=IdempotencyKeys(session, settings.keyspace),
         projections=Projections(session, settings.keyspace),
         queries=Queries(session, settings.keyspace),
         cluster=cluster,

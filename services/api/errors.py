@@ -35,3 +35,15 @@ class Unavailable(ApiError):
     """A backing service (Kafka, Cassandra) did not answer in time."""
 
     status = 503
+
+
+class KeyReused(ApiError):
+    """An Idempotency-Key sent again with a different request."""
+
+    status = 422
+
+
+class OutcomeUnknown(ApiError):
+    """The order was handed to Kafka and whether it was taken could not be learnt in time."""
+
+    status = 504

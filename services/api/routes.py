@@ -2,20 +2,21 @@
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
-from confluent_kafka import KafkaException
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from services.api.deps import Backends, BackendsDep, client_ip
-from services.api.errors import BadRequest, PayloadTooLarge, Unavailable
+from services.api.errors import BadRequest, KeyReused, OutcomeUnknown, PayloadTooLarge, Unavailable
+from services.api.idempotency import PUBLISHED, REFUSED, UNKNOWN, Claimed, fingerprint, read_key
 from services.api.models import (
     ERRORS,
     TEXT_ROUTE_ERRORS,
@@ -30,6 +31,8 @@ from services.api.models import (
     TaskPage,
     Updated,
 )
+from services.api.orders import NotEnqueued
+from services.api.orders import OutcomeUnknown as OrderOutcomeUnknown
 from services.api.schemas import check_task_id, parse_job_spec
 from shared.events import (
     Command,
@@ -39,6 +42,7 @@ from shared.events import (
     JobRetryRequested,
     JobStopRequested,
     JobUpdated,
+    decode,
     encode,
     new_execution_id,
     utcnow,
@@ -121,10 +125,24 @@ class Urls(Links):
         super().__init__(str(request.base_url))
 
 
+JobCommand = TypeVar("JobCommand", JobRequested, JobUpdated)
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Optional. The same key sent again to the same task within 24 h with the same request answers "
+        "the same ids and creates no second job; with a different request it answers 422.",
+    ),
+]
+
+
 @route("POST", "/tasks/{task_id}", summary="Enqueue a job in a task (created on first use)", **writes(Enqueued))
-async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
-    command, encoded = await job_command(JobRequested, task_id, uuid.uuid4(), request, backends)
-    await run_in_threadpool(accept, backends, command, None, encoded)
+async def enqueue(
+    task_id: str, request: Request, response: Response, backends: BackendsDep, key: IdempotencyKeyHeader = None
+) -> dict[str, Any]:
+    command, encoded, body = await job_command(JobRequested, task_id, uuid.uuid4(), request, backends)
+    command = await run_in_threadpool(accept_job, backends, command, encoded, read_key(key), request, body, response)
     return job_answer(Urls(request), command, with_execution=True)
 
 
@@ -135,24 +153,102 @@ async def enqueue(task_id: str, request: Request, backends: BackendsDep) -> dict
     response_model_exclude_unset=True,
     **writes(Updated),
 )
-async def update(task_id: str, job_id: str, request: Request, backends: BackendsDep) -> dict[str, Any]:
-    command, encoded = await job_command(JobUpdated, task_id, parse_uuid(job_id, "jobId"), request, backends)
-    await run_in_threadpool(accept, backends, command, None, encoded)
+async def update(
+    task_id: str,
+    job_id: str,
+    request: Request,
+    response: Response,
+    backends: BackendsDep,
+    key: IdempotencyKeyHeader = None,
+) -> dict[str, Any]:
+    command, encoded, body = await job_command(JobUpdated, task_id, parse_uuid(job_id, "jobId"), request, backends)
+    command = await run_in_threadpool(accept_job, backends, command, encoded, read_key(key), request, body, response)
     return job_answer(Urls(request), command, with_execution=command.definition.runs_now)
 
 
-JobCommand = TypeVar("JobCommand", JobRequested, JobUpdated)
+def accept_job(
+    backends: Backends,
+    command: JobCommand,
+    encoded: bytes,
+    key: str | None,
+    request: Request,
+    body: bytes,
+    response: Response,
+) -> JobCommand:
+    """Accept a POST's or PUT's order; with an Idempotency-Key, the order the key was first used for."""
+    if key is None:
+        accept(backends, command, encoded=encoded)
+        return command
+    task_id, keys = command.task_id, backends.keys
+    print_ = fingerprint(request.method, request.url.path.rstrip("/"), body)
+    try:
+        claimed = keys.claim(task_id, key, print_, encoded)
+    except Exception as exc:  # nothing was published: the order is not enqueued (a retry may find the key)
+        log.error("could not claim an idempotency key", extra={"task_id": task_id, "error": str(exc)})
+        raise Unavailable("the job store is unavailable right now; nothing was enqueued, try again") from exc
+    if claimed is None:
+        publish_claimed(backends, command, encoded, key)
+        return command
+    if claimed.fingerprint != print_:
+        raise KeyReused(
+            f"Idempotency-Key {key[:100]!r} was already used in task {task_id!r} for a different request"
+            " (method, path or body); send a new key for a new job"
+        )
+    first = decode(claimed.command)
+    if not isinstance(first, type(command)):  # a fingerprint collision of POST and PUT cannot happen; be sure
+        raise KeyReused(f"Idempotency-Key {key[:100]!r} was already used in task {task_id!r} for another request")
+    response.headers["Idempotent-Replayed"] = "true"
+    if wait_for_first(backends, task_id, key, claimed) != PUBLISHED:
+        # Its first publishing failed, was not known to succeed, or its request died: the same order again.
+        publish_claimed(backends, first, claimed.command, key)
+    return first
+
+
+def wait_for_first(backends: Backends, task_id: str, key: str, claimed: Claimed) -> str | None:
+    """The key's state once its first request has answered (a concurrent request with the same key may still
+    be publishing: waited for, so that it is not published twice), or as it stands after that request's
+    longest possible wait."""
+    orders = backends.orders
+    budget = orders.ack_timeout_s * 2 + orders.commit_patience_s + 5 - claimed.age_s
+    state, deadline = claimed.state, time.monotonic() + budget
+    while state is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            state = backends.keys.state(task_id, key)
+        except Exception:
+            log.exception("could not read an idempotency key's state")
+    return state
+
+
+def publish_claimed(backends: Backends, command: Command, encoded: bytes, key: str) -> None:
+    """Publish a claimed key's order and note how it went (best effort: a state left unwritten only costs a
+    retry one more publishing of the same order)."""
+    try:
+        accept(backends, command, encoded=encoded)
+        state = PUBLISHED
+    except Unavailable:
+        state = REFUSED
+        raise
+    except OutcomeUnknown:
+        state = UNKNOWN
+        raise
+    finally:
+        try:
+            backends.keys.set_state(command.task_id, key, state)
+        except Exception:
+            log.exception("could not note an idempotency key's state", extra={"task_id": command.task_id})
 
 
 async def job_command(
     kind: type[JobCommand], task_id: str, job_id: uuid.UUID, request: Request, backends: Backends
-) -> tuple[JobCommand, bytes]:
+) -> tuple[JobCommand, bytes, bytes]:
     """The order a POST or PUT gives, and its encoding, after every check: the task id, a farm that takes it,
     the body, and that the order fits in a Kafka message with room to spare (the scheduler keeps the definition
     with its state). The encoding measured is the one published."""
     check_task_id(task_id)
     check_farm(task_id, backends)
-    spec = parse_job_spec(await read_body(request, backends), backends.settings.webhooks_refuse_private)
+    body = await read_body(request, backends)
+    spec = parse_job_spec(body, backends.settings.webhooks_refuse_private)
     now = utcnow()
     definition = spec.definition(now, backends.settings.timeout_hard_limit_s)
     command = kind(
@@ -166,7 +262,7 @@ async def job_command(
     encoded, limit = encode(command), backends.settings.max_message_bytes // 2
     if len(encoded) > limit:
         raise PayloadTooLarge(f"job definition too large: {len(encoded)} bytes once encoded, at most {limit}")
-    return command, encoded
+    return command, encoded, body
 
 
 def check_farm(task_id: str, backends: Backends) -> None:
@@ -268,18 +364,27 @@ def accept(
 ) -> None:
     """Publish the order, then project it at once so a GET right after the request already sees it.
 
+    The order is published in a Kafka transaction (services/api/orders.py): when this raises Unavailable (503)
+    the order is not enqueued and never will be; OutcomeUnknown (504) is the one case the API cannot tell.
     The recorder writes the same rows from the same event with the same write timestamp, so the two writes
     converge; if this one fails the recorder's still lands, and the client's order is not lost.
     """
+    context = {"type": command.type, "key": command.key.decode()}
     try:
-        backends.producer.publish(topic or backends.topics.jobs, command, encoded=encoded)
-    except KafkaException as exc:
-        log.error("could not publish", extra={"type": command.type, "key": command.key.decode(), "error": str(exc)})
+        backends.orders.publish(topic or backends.topics.jobs, command.key, encoded or encode(command))
+    except NotEnqueued as exc:
+        log.error("order not enqueued", extra={**context, "error": str(exc)})
         raise Unavailable("the job queue is unavailable right now; nothing was changed, try again") from exc
+    except OrderOutcomeUnknown as exc:
+        log.error("order outcome unknown", extra={**context, "error": str(exc)})
+        raise OutcomeUnknown(
+            "the job queue did not confirm in time whether it took the order; it may or may not have. Retry with"
+            " the same Idempotency-Key (or the same PUT) to be sure of exactly one job"
+        ) from exc
     try:
         backends.projections.apply(command)
     except Exception:
-        log.exception("early projection failed; the recorder will write it", extra={"key": command.key.decode()})
+        log.exception("early projection failed; the recorder will write it", extra=context)
 
 
 @route("GET", "/tasks/{task_id}", summary="A task and its jobs", **reads(TaskJobs))
