@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := python3 -m uv
 PY := .venv/bin/python
 
-.PHONY: run status test test-unit lint clean stop provision deps bench prune
+.PHONY: run status test test-unit test-faults lint clean stop provision deps bench prune
 
 # Where `make run`'s supervisord keeps its pidfile and control socket, and its own log; whether it starts
 # Kafka and Cassandra too (false: only the services, against backends already running). See deploy/supervisord.conf.
@@ -46,6 +46,12 @@ test: provision
 	@deploy/scripts/kafka.sh start
 	@deploy/scripts/cassandra.sh start
 	.venv/bin/pytest tests
+
+# Every fault round (tests/faults: kill -9 and pauses of each service, Kafka, Cassandra and dockerd, a zombie
+# scheduler, Kafka paused under POSTs) on backends of its own (Kafka 127.0.0.2, Cassandra 127.0.0.3, the second
+# Docker engine); `make test` runs only the rounds not marked faults_long. Table: .local/faults/results.md.
+test-faults: provision
+	.venv/bin/pytest tests/faults -m "faults_long or not faults_long"
 
 test-unit: deps
 	.venv/bin/pytest tests/unit

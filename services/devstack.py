@@ -49,6 +49,8 @@ class DevStack:
         )
         self.services = services
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # What each named process was started as (service, extra env): `restart` starts it the same way again.
+        self.specs: dict[str, tuple[str, dict[str, str]]] = {}
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
         return (self.log_dir / f"{name}.log").read_text()[-chars:]
@@ -56,6 +58,7 @@ class DevStack:
     def start(self, service: str, name: str | None = None, **env: str) -> None:
         """Start one service process (`name` tells a second instance apart; `env` adds FASTLANE_* settings)."""
         name = name or service
+        self.specs[name] = (service, env)
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],
             cwd=ROOT,
@@ -63,6 +66,16 @@ class DevStack:
             stdout=(self.log_dir / f"{name}.log").open("a"),
             stderr=subprocess.STDOUT,
         )
+
+    def restart(self, name: str) -> None:
+        """Start a named process again as it was first started (after `kill` or a crash of its own)."""
+        service, env = self.specs[name]
+        self.procs.pop(name, None)
+        self.start(service, name, **env)
+
+    def pid(self, name: str) -> int:
+        """The process id of a running named process (for signals a test sends itself: SIGSTOP, SIGCONT)."""
+        return self.procs[name].pid
 
     def terminate(self, name: str, timeout: float = 30) -> None:
         """SIGTERM one service and wait for it to exit."""

@@ -1,0 +1,235 @@
+"""The fault stack: own Kafka, Cassandra and Docker engine (tests/faults/backends.py), the five services as
+processes on a topic prefix and keyspace of their own, with two runners (hosts h1 and h2 of one farm) on the
+second engine, and the checker's watches. Every part can be killed with -9, restarted, paused and resumed."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import uuid
+from typing import Any, Protocol
+
+import httpx
+
+from services.devstack import DevStack
+from shared.farms import Farm
+from shared.settings import Settings
+from shared.topics import Topics
+from tests.faults.backends import (
+    CASSANDRA_ADDR,
+    ENGINE_URL,
+    FAULTS_DIR,
+    CassandraBackend,
+    Engine,
+    KafkaBackend,
+    wait_until,
+)
+from tests.faults.checker import ApiWatch, Checker, EngineWatch, EventWatch, WebhookReceiver
+
+TEST_IMAGE = "fastlane-test:latest"
+HOSTS = ("h1", "h2")
+FARMS = [Farm(name="default", match="", hosts=list(HOSTS), maxRunning=4)]
+CORE_SERVICES = ("recorder", "scheduler", "notifier", "api")
+
+
+class Part(Protocol):
+    """Something a round can crash or pause."""
+
+    name: str
+
+    def kill(self) -> None: ...
+    def restart(self) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def alive(self) -> bool: ...
+    def wait_ready(self) -> None: ...
+
+
+class Service:
+    """One service process of the DevStack."""
+
+    def __init__(self, stack: DevStack, name: str) -> None:
+        self.stack = stack
+        self.name = name
+
+    def kill(self) -> None:
+        self.stack.kill(self.name)
+
+    def restart(self) -> None:
+        self.stack.restart(self.name)
+
+    def pause(self) -> None:
+        os.kill(self.stack.pid(self.name), signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.stack.pid(self.name), signal.SIGCONT)
+
+    def alive(self) -> bool:
+        proc = self.stack.procs.get(self.name)
+        return proc is not None and proc.poll() is None
+
+    def wait_ready(self) -> None:
+        if self.name == "api":
+            self.stack.wait_until_ready(timeout=120)
+
+
+class FaultStack:
+    def __init__(self) -> None:
+        self.run = uuid.uuid4().hex[:6]
+        self.kafka = KafkaBackend()
+        self.cassandra = CassandraBackend()
+        self.engine = Engine()
+        self.prefix = f"faults.{self.run}."
+        self.keyspace = f"faults_{self.run}"
+        self.settings = Settings(
+            kafka_bootstrap=self.kafka.bootstrap,
+            cassandra_hosts=CASSANDRA_ADDR,
+            topic_prefix=self.prefix,
+            keyspace=self.keyspace,
+            farms=FARMS,
+        )
+        self.topics = Topics.from_settings(self.settings)
+        self.log_dir = FAULTS_DIR / "logs" / f"services-{self.run}"
+        self.stack = DevStack(
+            self.prefix,
+            self.keyspace,
+            self.log_dir,
+            max_running=None,
+            services=CORE_SERVICES,
+            FASTLANE_KAFKA_BOOTSTRAP=self.kafka.bootstrap,
+            FASTLANE_CASSANDRA_HOSTS=CASSANDRA_ADDR,
+            FASTLANE_DOCKER_HOST=ENGINE_URL,
+            FASTLANE_FARMS=json.dumps([f.model_dump(by_alias=True) for f in FARMS]),
+            FASTLANE_HOST_LOST_AFTER_S="60",
+            FASTLANE_RETRY_BACKOFF_MIN_MS="500",
+            FASTLANE_WEBHOOKS_REFUSE_PRIVATE="false",
+        )
+        self.parts: dict[str, Part] = {
+            "kafka": self.kafka,
+            "cassandra": self.cassandra,
+            "dockerd": self.engine,
+            **{name: Service(self.stack, name) for name in (*CORE_SERVICES, "runner-h1", "runner-h2")},
+        }
+        self.hooks = WebhookReceiver()
+        self.engine_watch = EngineWatch(ENGINE_URL)
+        self.event_watch: EventWatch | None = None
+        self.api_watch = ApiWatch()
+        self.http = httpx.Client(timeout=10)
+
+    # -- life of the whole stack ------------------------------------------------------------------------------
+
+    def up(self) -> None:
+        shutil.rmtree(FAULTS_DIR / "data", ignore_errors=True)  # every run starts from empty backends
+        self.kafka.start()
+        self.cassandra.start()
+        self.engine.start()
+        self.kafka.wait_ready()
+        self.cassandra.wait_ready()
+        self.stack.__enter__()
+        for host in HOSTS:
+            self.stack.start("runner", name=f"runner-{host}", FASTLANE_HOST_NAME=host)
+        self.wait_hosts_available(timeout=120)
+        self.hooks.start()
+        self.engine_watch.start()
+        self.event_watch = EventWatch(self.kafka.bootstrap, [self.topics.executions, *self.topics.all_due])
+        self.event_watch.start()
+        self.api_watch.start()
+
+    def down(self) -> None:
+        for part in self.parts.values():  # nothing left stopped
+            try:
+                if part.alive():
+                    part.resume()
+            except (OSError, RuntimeError, ValueError):
+                pass
+        self.api_watch.stop()
+        if self.event_watch is not None:
+            self.event_watch.stop()
+        self.engine_watch.stop()
+        self.hooks.stop()
+        self.http.close()
+        self.stack.stop()
+        self.engine.stop()
+        self.kafka.stop()
+        self.cassandra.stop()
+
+    def checker(self) -> Checker:
+        assert self.event_watch is not None
+        return Checker(self.stack.url, self.engine_watch, self.event_watch, self.hooks, self.api_watch)
+
+    # -- health between rounds --------------------------------------------------------------------------------
+
+    def hosts(self) -> dict[str, dict[str, Any]]:
+        try:
+            return {h["host"]: h for h in self.http.get(f"{self.stack.url}/status").json()["hosts"]}
+        except (httpx.HTTPError, ValueError, KeyError):
+            return {}
+
+    def wait_hosts_available(self, timeout: float) -> None:
+        wait_until(lambda: all(self.hosts().get(h, {}).get("available") for h in HOSTS), timeout, "runners h1 and h2")
+
+    def crashed(self) -> list[str]:
+        """Services that exited on their own (not killed by the harness)."""
+        return [name for name, part in self.parts.items() if isinstance(part, Service) and not part.alive()]
+
+    def repair(self) -> list[str]:
+        """Bring every part back: what was dead is started again (returned), then a probe job must reach done."""
+        restarted = []
+        for name, part in self.parts.items():
+            if name == "dockerd":
+                if not self.engine.ready():
+                    if self.engine.alive():
+                        self.engine.resume()
+                    else:
+                        self.engine.restart()
+                    restarted.append(name)
+                continue
+            if not part.alive():
+                part.restart()
+                restarted.append(name)
+        for part in self.parts.values():
+            part.wait_ready()
+        self.stack.wait_until_ready(timeout=120)
+        self.wait_hosts_available(timeout=150)
+        self.probe()
+        return restarted
+
+    def probe(self, timeout: float = 120) -> None:
+        marker = f"probe-{uuid.uuid4().hex[:8]}"
+        task = f"probe-{self.run}"
+        response = self.http.post(
+            f"{self.stack.url}/tasks/{task}", json={"image": TEST_IMAGE, "command": f"echo {marker}"}
+        )
+        response.raise_for_status()
+        url = f"{self.stack.url}/tasks/{task}/jobs/{response.json()['jobId']}"
+
+        def done() -> bool:
+            try:
+                executions = self.http.get(url).json()["job"]["executions"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                return False
+            return bool(executions) and executions[0]["status"] == "done"
+
+        wait_until(done, timeout, f"probe job {url} to be done")
+
+    # -- a second scheduler (the zombie round) ----------------------------------------------------------------
+
+    def assignment(self, name: str) -> list[int]:
+        path = self.log_dir / f"{name}.log"
+        lines = re.findall(r"partitions assigned partitions=\[([0-9, ]*)\]", path.read_text()) if path.exists() else []
+        return [int(p) for p in lines[-1].split(",") if p.strip()] if lines else []
+
+    def wait_for_assignment(self, names: tuple[str, ...], timeout: float) -> None:
+        wait_until(lambda: all(self.assignment(n) for n in names), timeout, f"{names} to own partitions")
+
+    def log_lines(self, pattern: str, names: tuple[str, ...] | None = None, limit: int = 20) -> list[str]:
+        """Lines of the services' logs that match `pattern` (evidence for a report)."""
+        found = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            if names and path.stem not in names:
+                continue
+            for line in path.read_text(errors="replace").splitlines():
+                if re.search(pattern, line):
+                    found.append(f"{path.stem}: {line[:400]}")
+        return found[-limit:]
