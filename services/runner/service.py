@@ -120,6 +120,7 @@ class Runner:
         self._unsettled = 0  # handed to a worker, neither claimed nor skipped yet
         self._draining = False  # leaving the group: queued messages are left to the farm
         self.liveness = Liveness(settings.host_lost_after_s, settings.heartbeat_interval_s)
+        self._engine_was_ok = True
 
     def run(self, stop: threading.Event) -> None:
         listener = threading.Thread(target=self._listen_for_stops, args=(stop,), name="stop-listener", daemon=True)
@@ -130,6 +131,7 @@ class Runner:
         except GaveUp:
             log.error("could not take up what this host held; going on without", extra=adopt_context)
         threading.Thread(target=self._watch, args=(stop,), name="watch", daemon=True).start()
+        threading.Thread(target=self._keep_alive, args=(stop,), name="liveness", daemon=True).start()
         try:
             while not stop.is_set():
                 try:
@@ -483,45 +485,61 @@ class Runner:
         except GaveUp as exc:
             self._fail(due, None, f"fastlane could not hand this execution to another host: {exc}", stop)
 
-    def _watch(self, stop: threading.Event) -> None:
-        """Every heartbeat interval: probe the engine (feeds the breaker), read the blacklist, fail the
-        executions of lost farm peers, and report this host."""
-        engine_was_ok = True
+    def _keep_alive(self, stop: threading.Event) -> None:
+        """Every heartbeat interval: rewrite this host's liveness token and fail the executions of lost farm
+        peers. A thread of its own, so a slow engine (a ping can take a minute to time out) never makes this
+        host look lost."""
         while not stop.is_set():
-            engine_ok, error = True, None
-            try:
-                self.runtime.ping()
-                if self.breaker.state != "open":
-                    self.breaker.success()
-                if not engine_was_ok:
-                    self._clear_after_outage()
-            except EngineUnavailable as exc:
-                engine_ok, error = False, str(exc)
-                self.breaker.failure()
-            engine_was_ok = engine_ok
             try:
                 self.ledger.beat(self.host)
-                self.blacklisted = self.ledger.blacklisted(self.host)
                 self._reap_lost_hosts()
-                self._catch_up_on_stops()
             except Exception as exc:
                 self.liveness.blind()
-                log.warning("ledger unavailable", extra={"error": str(exc)})
-            beat = RunnerHeartbeat(
-                host=self.host,
-                farm=self.farm.name,
-                capacity=self.capacity,
-                running=self.running(),
-                circuit=self.breaker.state,
-                engine_ok=engine_ok,
-                error=clip_error(error),
-                runner_version=RUNNER_VERSION,
-            )
-            try:
-                self.producer.publish(self.topics.heartbeats, beat)
-            except KafkaException as exc:
-                log.warning("heartbeat not sent", extra={"error": str(exc)})
+                log.warning("liveness: ledger unavailable", extra={"error": str(exc)})
             stop.wait(self.settings.heartbeat_interval_s)
+
+    def _watch(self, stop: threading.Event) -> None:
+        """Every heartbeat interval: probe the engine (feeds the breaker), read the blacklist, catch up on stop
+        requests and executions taken from this host, and report this host."""
+        while not stop.is_set():
+            try:
+                self._look_around()
+            except Exception:  # never the end of the watch
+                log.exception("watch failed; going on")
+            stop.wait(self.settings.heartbeat_interval_s)
+
+    def _look_around(self) -> None:
+        """One look of the watch (see `_watch`)."""
+        engine_ok, error = True, None
+        try:
+            self.runtime.ping()
+            if self.breaker.state != "open":
+                self.breaker.success()
+            if not self._engine_was_ok:
+                self._clear_after_outage()
+        except EngineUnavailable as exc:
+            engine_ok, error = False, str(exc)
+            self.breaker.failure()
+        self._engine_was_ok = engine_ok
+        try:
+            self.blacklisted = self.ledger.blacklisted(self.host)
+            self._catch_up_on_stops()
+        except Exception as exc:
+            log.warning("ledger unavailable", extra={"error": str(exc)})
+        beat = RunnerHeartbeat(
+            host=self.host,
+            farm=self.farm.name,
+            capacity=self.capacity,
+            running=self.running(),
+            circuit=self.breaker.state,
+            engine_ok=engine_ok,
+            error=clip_error(error),
+            runner_version=RUNNER_VERSION,
+        )
+        try:
+            self.producer.publish(self.topics.heartbeats, beat)
+        except Exception as exc:
+            log.warning("heartbeat not sent", extra={"error": str(exc)})
 
     def _clear_after_outage(self) -> None:
         """The engine answers again: remove the containers of executions failed while it was silent."""
