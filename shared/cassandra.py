@@ -123,7 +123,8 @@ SCHEMA = [
     # An execution event whose job definition is not in `jobs` yet (the API's early write failed and the
     # recorder lags): kept by the partition of the event, looked at again until the row comes or patience ends.
     """CREATE TABLE IF NOT EXISTS {ks}.notify_waiting (
-        partition int, event_id uuid, event text, first_seen timestamp, PRIMARY KEY ((partition), event_id))""",
+        partition int, event_id uuid, event text, origin_offset bigint, first_seen timestamp,
+        PRIMARY KEY ((partition), event_id))""",
 ]
 
 

@@ -119,6 +119,19 @@ class EventProducer:
         value, headers = dead_letter_record(msg, reason, self._max_message_bytes)
         self._send(topic, (msg.key() or b"")[:1024] or None, value, headers, 12.0)
 
+    def park_value(
+        self, topic: str, key: bytes | None, value: bytes, origin: tuple[str, int, int], reason: str
+    ) -> None:
+        """Park a record read earlier (its message is gone: `origin` is its topic, partition and offset) with the
+        same headers as `park`; raises KafkaException when the broker did not take it."""
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("origin-topic", origin[0].encode()),
+            ("origin-partition", str(origin[1]).encode()),
+            ("origin-offset", str(origin[2]).encode()),
+            ("reason", reason[:1000].encode("utf-8", errors="replace")),
+        ]
+        self._send(topic, key, value, headers, 12.0)
+
     def _send(
         self,
         topic: str,

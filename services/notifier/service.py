@@ -11,6 +11,7 @@ import heapq
 import itertools
 import json
 import logging
+import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +23,9 @@ from pydantic import ValidationError
 from services.notifier.plan import Delivery, plan
 from services.notifier.send import Failed, Sender
 from services.notifier.store import Store
+from services.notifier.waiting import Waiting, WaitingEvents
 from shared.cassandra import connect
-from shared.events import Event, ExecutionFinished, ExecutionStarted, JobDefinition, utcnow
+from shared.events import Event, ExecutionFinished, ExecutionStarted, JobDefinition, encode, utcnow
 from shared.kafka import EventProducer, retry_until_done, run_consumer
 from shared.lifecycle import prepare_backends
 from shared.links import Links
@@ -32,6 +34,8 @@ from shared.settings import NotifierSettings
 from shared.topics import Topics, group_id
 
 log = logging.getLogger("notifier")
+
+FINAL = ("delivered", "failed")  # delivery states after which nothing more is attempted
 
 
 class Dispatcher:
@@ -54,6 +58,10 @@ class Dispatcher:
             self._owned.update(partitions)
         for d in deliveries:
             self.add(d)
+
+    def owned(self) -> list[int]:
+        with self._lock:
+            return sorted(self._owned)
 
     def disown(self, partitions: list[int]) -> None:
         """Partitions taken away: their deliveries are the new owner's (dropped here when they come up)."""
@@ -139,6 +147,10 @@ class Notifier:
         self._definition = session.prepare(
             f"SELECT image, command, envs, metadata, definition FROM {ks}.jobs WHERE task_id = ? AND job_id = ?"
         )
+        self.waiting = WaitingEvents(session, ks)
+        # How long an event waits for its job's row before it is parked, and how often it is looked at again.
+        self.patience_s = float(os.environ.get("FASTLANE_NOTIFY_JOB_WAIT_S", "3600"))
+        self.recheck_s = float(os.environ.get("FASTLANE_NOTIFY_JOB_RECHECK_S", "1"))
         self.dispatcher: Dispatcher | None = None
         self._stop = threading.Event()
 
@@ -149,6 +161,8 @@ class Notifier:
         self.dispatcher = Dispatcher(self.settings, self.store, Sender(self.settings), stop)
         delivering = threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True)
         delivering.start()
+        rechecking = threading.Thread(target=self._wait_for_rows, name="waiting", daemon=True)
+        rechecking.start()
         try:
             run_consumer(
                 self.settings,
@@ -162,13 +176,25 @@ class Notifier:
             )
         finally:
             delivering.join(timeout=self.settings.webhook_timeout_s + 5)
+            rechecking.join(timeout=15)
 
     def _plan(self, event: Event, msg: Message) -> None:
         if not isinstance(event, ExecutionStarted | ExecutionFinished):
             return
+        partition = msg.partition() or 0
+        if not self._plan_event(event, partition):
+            # The job's row is not there yet: kept, and planned when it comes (services/notifier/waiting.py).
+            self.waiting.add(partition, event, msg.offset() or 0, utcnow())
+            log.info(
+                "job row not found yet; the event waits for it",
+                extra={"job_id": str(event.job_id), "event_id": str(event.event_id)},
+            )
+
+    def _plan_event(self, event: ExecutionStarted | ExecutionFinished, partition: int) -> bool:
+        """Plan the deliveries `event` asks for; False when its job's row is not (completely) written yet."""
         row = self._session.execute(self._definition, (event.task_id, event.job_id)).one()
         if row is None or not row.definition or not row.image:
-            return  # a job this cluster never recorded: nobody asked for news of it
+            return False
         try:
             definition = JobDefinition.model_validate(
                 {
@@ -183,14 +209,14 @@ class Notifier:
             log.error(
                 "job definition unreadable; no notifications", extra={"job_id": str(event.job_id), "error": str(exc)}
             )
-            return
+            return True
         if not definition.webhooks and not definition.notify:
-            return
+            return True
         s = self.settings
         deliveries = plan(
             event,
             definition,
-            msg.partition() or 0,
+            partition,
             self.links,
             s.env_blacklist,
             s.webhook_default_retries,
@@ -198,10 +224,44 @@ class Notifier:
         )
         assert self.dispatcher is not None
         for d in deliveries:
-            if self.store.known(d):
-                continue  # planned when this event came before
-            self.store.plan(d)
-            self.dispatcher.add(d)
+            state = self.store.state(d)
+            if state is None:
+                self.store.plan(d)
+                self.dispatcher.add(d)
+            elif state not in FINAL:
+                # Planned when this event came before, not finished: maybe by a notifier that lost the partition
+                # after this one read its pending deliveries. Taken up here (the dispatcher ignores a second add).
+                pending = self.store.pending_one(d)
+                if pending is not None:
+                    self.dispatcher.add(pending)
+        return True
+
+    def _wait_for_rows(self) -> None:
+        """Look again, every `recheck_s`, at the waiting events of the partitions this notifier owns."""
+        while not self._stop.wait(self.recheck_s):
+            assert self.dispatcher is not None
+            for partition in self.dispatcher.owned():
+                try:
+                    for waiting in self.waiting.of(partition):
+                        self._recheck(waiting)
+                except Exception:  # Cassandra or Kafka away: the next round tries again
+                    log.exception("waiting events not rechecked", extra={"partition": partition})
+
+    def _recheck(self, w: Waiting) -> None:
+        event = w.event
+        if self._plan_event(event, w.partition):
+            log.info("job row found; the waiting event is planned", extra={"event_id": str(event.event_id)})
+            self.waiting.remove(w.partition, event.event_id)
+            return
+        waited = (utcnow() - w.first_seen).total_seconds()
+        if waited < self.patience_s:
+            return
+        why = f"no row for job {event.job_id} in task {event.task_id!r} within {waited:.0f} s: no notification sent"
+        log.error("waiting event parked", extra={"event_id": str(event.event_id), "reason": why})
+        self.producer.park_value(
+            self.topics.dead_letter, event.key, encode(event), (self.topics.executions, w.partition, w.offset), why
+        )
+        self.waiting.remove(w.partition, event.event_id)
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [p.partition for p in partitions]

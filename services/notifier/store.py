@@ -18,6 +18,9 @@ class Store:
         )
         self._unpend = session.prepare(f"DELETE FROM {ks}.pending_deliveries WHERE partition = ? AND delivery_id = ?")
         self._pending = session.prepare(f"SELECT delivery FROM {ks}.pending_deliveries WHERE partition = ?")
+        self._pending_one = session.prepare(
+            f"SELECT delivery FROM {ks}.pending_deliveries WHERE partition = ? AND delivery_id = ?"
+        )
         self._record = session.prepare(
             f"INSERT INTO {ks}.deliveries (task_id, job_id, execution_id, delivery_id, channel, event, target, state,"
             " attempts, status_code, last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -27,10 +30,15 @@ class Store:
             " AND delivery_id = ?"
         )
 
-    def known(self, d: Delivery) -> bool:
-        """Planned before (the event came again): its pending row, if any, is already taken care of."""
+    def state(self, d: Delivery) -> str | None:
+        """The delivery's state when it was planned before (the event came again), else None."""
         row = self._session.execute(self._known, (d.task_id, d.job_id, d.execution_id, d.delivery_id)).one()
-        return row is not None
+        return row.state if row is not None else None
+
+    def pending_one(self, d: Delivery) -> Delivery | None:
+        """The delivery as its pending row has it (with its attempts so far), if it is still pending."""
+        row = self._session.execute(self._pending_one, (d.partition, d.delivery_id)).one()
+        return Delivery.model_validate_json(row.delivery) if row is not None else None
 
     def plan(self, d: Delivery) -> None:
         """Pending first, history second: a crash in between plans it again (same id) rather than losing it."""

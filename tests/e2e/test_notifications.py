@@ -21,8 +21,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from services.devstack import DevStack, free_port
+from shared.events import ExecutionFinished, new_execution_id
+from shared.kafka import EventProducer
+from shared.settings import Settings
+from shared.topics import Topics
 from tests.e2e.lifecycle import post_job, wait_status
-from tests.helpers import eventually
+from tests.helpers import eventually, parked_headers
 
 SECRET = "test-webhook-secret"
 T = TypeVar("T")
@@ -141,6 +145,8 @@ def peers(stack: DevStack) -> Iterator[Peers]:
         "FASTLANE_SMTP_HOST": "127.0.0.1",
         "FASTLANE_SMTP_PORT": str(smtp_port),
         "FASTLANE_PUBLIC_URL": stack.url,
+        "FASTLANE_NOTIFY_JOB_WAIT_S": "20",
+        "FASTLANE_NOTIFY_JOB_RECHECK_S": "0.5",
     }
     with httpx.Client(base_url=stack.url, timeout=10) as client:
         found = Peers(stack, client, receiver, url, mailbox, env)
@@ -307,3 +313,45 @@ def test_a_notifier_killed_mid_retry_completes_the_delivery_after_restart(peers:
     assert len(after) > before and len({a.body["delivery"]["id"] for a in after}) == 1
     # the attempt in flight when it was killed may go uncounted: at least one failure, then the success
     assert shown[0]["statusCode"] == 200 and shown[0]["attempts"] >= 2
+
+
+def finished_without_its_job(settings: Settings, task: str, job_id: uuid.UUID) -> ExecutionFinished:
+    """An ExecutionFinished published while its job has no row (the API's early write failed, the recorder lags)."""
+    ended = ExecutionFinished(
+        task_id=task, job_id=job_id, execution_id=new_execution_id(), status="done", exit_code=0, host="h"
+    )
+    producer = EventProducer(settings)
+    producer.publish(Topics.from_settings(settings).executions, ended)
+    producer.close()
+    return ended
+
+
+def test_an_event_that_comes_before_its_jobs_row_is_delivered_once_the_row_comes(
+    peers: Peers, backends: Settings
+) -> None:
+    tag, job_id = uuid.uuid4().hex[:8], uuid.uuid4()
+    task = f"late-{tag}"
+    ended = finished_without_its_job(backends, task, job_id)
+    time.sleep(4)
+    assert peers.receiver.at(f"/ok/{tag}/finishes") == []
+    # The job's row appears only now (a PUT with the job's id, delayed an hour: nothing of its own runs).
+    put = peers.client.put(
+        f"/tasks/{task}/jobs/{job_id}",
+        json={"image": "i", "command": "true", "startIn": "1h", "webhooks": hooks(peers.url, f"/ok/{tag}", ALL)},
+    )
+    assert put.status_code == 200, put.text
+    [got] = peers.receiver.wait(f"/ok/{tag}/finishes", 1, timeout=30)
+    assert got.body["execution"]["id"] == str(ended.execution_id)
+    [succeeded] = peers.receiver.wait(f"/ok/{tag}/succeeds", 1, timeout=10)
+    assert succeeded.body["delivery"]["id"] != got.body["delivery"]["id"]
+    time.sleep(2)
+    assert len(peers.receiver.at(f"/ok/{tag}/finishes")) == 1
+
+
+def test_an_event_whose_job_never_comes_is_parked_with_the_reason(peers: Peers, backends: Settings) -> None:
+    ended = finished_without_its_job(backends, f"never-{uuid.uuid4().hex[:8]}", uuid.uuid4())
+    headers = parked_headers(
+        backends.kafka_bootstrap, Topics.from_settings(backends).dead_letter, str(ended.execution_id).encode(), 60
+    )
+    assert headers["reason"].startswith(f"no row for job {ended.job_id}".encode()), headers
+    assert headers["origin-topic"].endswith(b"executions")

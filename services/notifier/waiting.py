@@ -1,0 +1,53 @@
+"""Execution events whose job row is not in Cassandra yet, kept until it comes.
+
+The notifier learns a job's webhooks and e-mails from its row in `jobs`, written by the API right after the
+order is published and by the recorder from the order itself. When the API's write failed and the recorder
+lags (or is down), an execution event can arrive before the row: it is kept here, by the partition of the
+event (its owner looks at it again, also after a restart or a rebalance), and planned as soon as the row
+appears. After `patience` seconds without a row it is parked on the dead-letter topic with the reason (a job
+this cluster never recorded, e.g. an event from another producer), so it is never dropped silently."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cassandra.cluster import Session
+
+from shared.events import ExecutionFinished, ExecutionStarted, decode, encode
+
+
+@dataclass
+class Waiting:
+    partition: int
+    event: ExecutionStarted | ExecutionFinished
+    offset: int
+    first_seen: datetime
+
+
+class WaitingEvents:
+    def __init__(self, session: Session, keyspace: str) -> None:
+        ks = keyspace
+        self._session = session
+        self._add = session.prepare(
+            f"INSERT INTO {ks}.notify_waiting (partition, event_id, event, origin_offset, first_seen)"
+            " VALUES (?, ?, ?, ?, ?) IF NOT EXISTS"
+        )
+        self._remove = session.prepare(f"DELETE FROM {ks}.notify_waiting WHERE partition = ? AND event_id = ?")
+        self._list = session.prepare(
+            f"SELECT event, origin_offset, first_seen FROM {ks}.notify_waiting WHERE partition = ?"
+        )
+
+    def add(self, partition: int, event: ExecutionStarted | ExecutionFinished, offset: int, now: datetime) -> None:
+        """Keep the event (its first sighting's time is kept when it comes again)."""
+        self._session.execute(self._add, (partition, event.event_id, encode(event).decode(), offset, now))
+
+    def remove(self, partition: int, event_id: uuid.UUID) -> None:
+        self._session.execute(self._remove, (partition, event_id))
+
+    def of(self, partition: int) -> list[Waiting]:
+        found = []
+        for row in self._session.execute(self._list, (partition,)):
+            event = decode(row.event.encode())
+            assert isinstance(event, ExecutionStarted | ExecutionFinished)
+            found.append(Waiting(partition, event, row.origin_offset or -1, row.first_seen.replace(tzinfo=UTC)))
+        return found
