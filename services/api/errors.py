@@ -40,7 +40,7 @@ class Unavailable(ApiError):
 class KeyReused(ApiError):
     """An Idempotency-Key sent again with a different request."""
 
-    status = 422
+    status = 409
 
 
 class OutcomeUnknown(ApiError):

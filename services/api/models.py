@@ -265,7 +265,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "the body is larger than the configured limit"},
-    422: {"model": ErrorBody, "description": "the Idempotency-Key was already used for a different request"},
+    409: {"model": ErrorBody, "description": "the Idempotency-Key was already used for a different request"},
     503: {"model": ErrorBody, "description": "the job queue is unavailable; nothing was changed"},
     504: {
         "model": ErrorBody,

@@ -132,7 +132,7 @@ IdempotencyKeyHeader = Annotated[
     Header(
         alias="Idempotency-Key",
         description="Optional. The same key sent again to the same task within 24 h with the same request answers "
-        "the same ids and creates no second job; with a different request it answers 422.",
+        "the same ids and creates no second job; with a different request it answers 409.",
     ),
 ]
 

@@ -168,7 +168,7 @@ def test_the_same_key_answers_the_same_ids_and_publishes_once(client: TestClient
     assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
     other = client.post(f"/tasks/{task}", json={**JOB, "command": "false"}, headers={"Idempotency-Key": key})
-    assert other.status_code == 422 and "already used" in other.json()["error"]
+    assert other.status_code == 409 and "already used" in other.json()["error"]
     elsewhere = client.post(f"/tasks/{task}-b", json=JOB, headers={"Idempotency-Key": key})  # keys are per task
     assert elsewhere.status_code == 200 and elsewhere.json()["jobId"] != first.json()["jobId"]
     assert jobs_seen(backends, first.json()["jobId"]) == 1
@@ -219,7 +219,7 @@ def test_put_with_a_key_is_replayed_too(client: TestClient, backends: ApiSetting
     assert first.status_code == again.status_code == 200
     assert again.json()["executionId"] == first.json()["executionId"]  # a retried PUT does not run the job again
     other_job = client.put(f"/tasks/{task}/jobs/{uuid.uuid4()}", json=JOB, headers={"Idempotency-Key": key})
-    assert other_job.status_code == 422
+    assert other_job.status_code == 409
 
 
 def test_a_malformed_key_answers_400(client: TestClient) -> None:
