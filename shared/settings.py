@@ -99,6 +99,10 @@ class NotifierSettings(Settings):
     notify_backoff_min_ms: int = Field(default=1000, ge=1)
     notify_backoff_factor: float = Field(default=2.0, ge=1.0)
     notify_backoff_max_ms: int = Field(default=300_000, ge=1)
+    # An execution event whose job row is not written yet (the API's early write failed, the recorder lags) is
+    # looked at again every notify_job_recheck_s, for up to notify_job_wait_s; then parked with the reason.
+    notify_job_wait_s: float = Field(default=3600.0, gt=0)
+    notify_job_recheck_s: float = Field(default=1.0, gt=0)
     # Deliveries in flight at once: a slow receiver holds one of these, never the queue.
     notify_workers: int = Field(default=16, ge=1, le=256)
     # SMTP: empty host = e-mail off (such deliveries fail with that reason).

@@ -11,7 +11,6 @@ import heapq
 import itertools
 import json
 import logging
-import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -149,8 +148,8 @@ class Notifier:
         )
         self.waiting = WaitingEvents(session, ks)
         # How long an event waits for its job's row before it is parked, and how often it is looked at again.
-        self.patience_s = float(os.environ.get("FASTLANE_NOTIFY_JOB_WAIT_S", "3600"))
-        self.recheck_s = float(os.environ.get("FASTLANE_NOTIFY_JOB_RECHECK_S", "1"))
+        self.patience_s = settings.notify_job_wait_s
+        self.recheck_s = settings.notify_job_recheck_s
         self.dispatcher: Dispatcher | None = None
         self._stop = threading.Event()
 
