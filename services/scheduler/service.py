@@ -6,6 +6,15 @@ partition p of the compacted state topic. Each step — the messages consumed, t
 states, the ExecutionDue/StopExecution produced and the consumer offsets — is committed in ONE Kafka
 transaction. A timer therefore fires exactly once: either the whole step is visible (state says "fired",
 ExecutionDue is out, offsets moved) or none of it is, and a restarted or other instance redoes it.
+
+Every transaction carries the consumer offsets of the whole assignment with the consumer-group metadata, so
+an instance that lost its partitions (paused past its session timeout: a zombie) cannot commit: the group
+coordinator refuses offsets from an old generation, and the transaction, with its ExecutionDue, is aborted.
+
+Only jobs with pending work (timers, running executions) stay on the state topic, which every rebalance
+reads whole. A job that has none is moved, in the same transaction, to a compacted archive topic: its state is
+needed again only by an order for it (update, retry, stop), and the archive of a partition is read when the
+first such order arrives after an assignment, not on every rebalance.
 """
 
 import heapq
@@ -18,15 +27,28 @@ from datetime import timedelta
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka import Message as KafkaMessage
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic  # type: ignore[attr-defined]
 from pydantic import ValidationError
 
 from services.scheduler.handlers import Decision, Output, Policy, fire_due_timers, handle, refuse, unschedulable
 from services.scheduler.state import JobState
-from shared.events import ExecutionFinished, HostEvent, RetryBackoff, StopExecution, decode, encode, utcnow
+from shared.events import (
+    Event,
+    ExecutionFinished,
+    HostEvent,
+    JobRetryRequested,
+    JobStopRequested,
+    JobUpdated,
+    RetryBackoff,
+    StopExecution,
+    decode,
+    encode,
+    utcnow,
+)
 from shared.failures import reason
 from shared.kafka import PARTITIONER, dead_letter_record, is_record, pause_after
 from shared.lifecycle import prepare_backends
-from shared.settings import SchedulerSettings
+from shared.settings import SchedulerSettings, Settings
 from shared.topics import Topics, group_id
 
 log = logging.getLogger("scheduler")
@@ -45,12 +67,66 @@ def policy_from(settings: SchedulerSettings) -> Policy:
     return Policy(default_backoff=backoff, missed_fire_grace=timedelta(seconds=settings.missed_fire_grace_s))
 
 
+# A partition's states are read up to the end its writers had reached when the read began, transactions still
+# open then included (a zombie's: waited until committed or aborted); a read longer than this is a failure.
+LOAD_DEADLINE_S = 60.0
+# Kafka calls of the loop that wait on the broker (offsets, watermarks, transactions) give up after this.
+KAFKA_TIMEOUT_S = 30.0
+# Legacy states of finished jobs found on the state topic are moved to the archive this many per transaction.
+RETIRE_PER_STEP = 500
+
+
+def archive_topic(topics: Topics) -> str:
+    """The compacted topic holding the states of jobs without pending work (the scheduler's own)."""
+    return f"{topics.scheduler_state}.idle"
+
+
+def is_idle(state: JobState) -> bool:
+    """No timer and no running execution: nothing will happen to the job until an order for it arrives."""
+    return not state.timers and not state.running
+
+
+def needs_archive(event: Event) -> bool:
+    """Orders whose decision depends on a finished job's state (its definition, generation, stopped flag)."""
+    return isinstance(event, JobUpdated | JobRetryRequested | JobStopRequested)
+
+
+def ensure_scheduler_topics(settings: Settings) -> None:
+    """Create the archive topic when missing; keep the state topics' compaction close behind (a segment is only
+    compacted once closed: without a roll every 10 min the state topic would be read uncompacted for 7 days)."""
+    topics = Topics.from_settings(settings)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    config = {
+        "cleanup.policy": "compact",
+        "max.message.bytes": str(settings.max_message_bytes),
+        "segment.ms": "600000",
+        "delete.retention.ms": "600000",
+        "min.compaction.lag.ms": "60000",
+    }
+    name = archive_topic(topics)
+    if name not in admin.list_topics(timeout=30).topics:
+        wanted = NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1, config=config)
+        try:
+            admin.create_topics([wanted], operation_timeout=30)[name].result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    entries = [
+        ConfigEntry(k, config[k], incremental_operation=AlterConfigOpType.SET)
+        for k in ("segment.ms", "delete.retention.ms")
+    ]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topics.scheduler_state, incremental_configs=entries)]
+    for future in admin.incremental_alter_configs(resources).values():
+        future.result()
+
+
 class Scheduler:
     """One scheduler instance: the jobs of its partitions in memory, their timers in a heap."""
 
     def __init__(self, settings: SchedulerSettings) -> None:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
+        self.archive = archive_topic(self.topics)
         self.policy = policy_from(settings)
         self.group = group_id(settings, "scheduler")
         self.consumer = Consumer(
@@ -65,11 +141,22 @@ class Scheduler:
                 "heartbeat.interval.ms": 1_000,
             }
         )
+        # Where writers have reached, transactions still open included (read_committed stops before those).
+        self.probe = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": f"{self.group}-loader",
+                "isolation.level": "read_uncommitted",
+            }
+        )
         self.instance = settings.scheduler_instance or uuid.uuid4().hex[:12]
         self.producer = self._new_producer()
-        self.jobs: dict[int, dict[uuid.UUID, JobState]] = {}  # partition -> job id -> state
+        self.jobs: dict[int, dict[uuid.UUID, JobState]] = {}  # partition -> job id -> state (pending work only)
+        self.idle: dict[int, dict[uuid.UUID, JobState]] = {}  # partition -> archived states, once read
+        self.retire: dict[uuid.UUID, int] = {}  # finished jobs found on the state topic -> partition
         self.timers: list[tuple[float, str, int]] = []  # (fire time, job id, partition), possibly stale
         self.needs_reload = False
+        self.rebalances = 0
         self.uncommitted = False  # consumed messages whose offsets no transaction has carried yet
         self.committed_at = time.monotonic()
 
@@ -87,21 +174,71 @@ class Scheduler:
 
     # --- ownership -------------------------------------------------------------------------------------------
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.rebalances += 1
         try:
             for p in {tp.partition for tp in partitions} - set(self.jobs):
                 self._load(p)
-        except KafkaException as exc:  # the loop waits, then reloads every assigned partition
+        except Exception as exc:  # Kafka away (or a bug): the loop waits, then reloads every assigned partition
             log.error("could not load the job states", extra={"error": str(exc)})
             self.needs_reload = True
         log.info("partitions assigned", extra={"partitions": sorted(self.jobs)})
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.rebalances += 1
         for p in {tp.partition for tp in partitions}:
             self.jobs.pop(p, None)
+            self.idle.pop(p, None)
         log.info("partitions revoked", extra={"partitions": sorted({tp.partition for tp in partitions})})
 
     def _load(self, partition: int) -> None:
-        """Read the committed states of one partition from the compacted state topic."""
+        """Read the committed states of one partition from the state topic (jobs with pending work)."""
+        started = time.monotonic()
+        states, read = self._read_states(self.topics.scheduler_state, partition)
+        self.jobs[partition] = states
+        for job_id, state in states.items():
+            if is_idle(state):  # written by an older version: moved to the archive by the next transactions
+                self.retire[job_id] = partition
+            self._track(partition, state)
+        log.info(
+            "state loaded",
+            extra={
+                "partition": partition,
+                "jobs": len(states),
+                "records": read,
+                "s": round(time.monotonic() - started, 3),
+            },
+        )
+
+    def _archived(self, partition: int) -> dict[uuid.UUID, JobState]:
+        """The archived states of one partition, read at the first order that needs one after an assignment."""
+        if partition not in self.idle:
+            started = time.monotonic()
+            states, read = self._read_states(self.archive, partition)
+            self.idle[partition] = states
+            log.info(
+                "archive loaded",
+                extra={
+                    "partition": partition,
+                    "jobs": len(states),
+                    "records": read,
+                    "s": round(time.monotonic() - started, 3),
+                },
+            )
+        return self.idle[partition]
+
+    def _read_states(self, topic: str, partition: int) -> tuple[dict[uuid.UUID, JobState], int]:
+        """The latest committed state per job on one partition of `topic`, and how many records were read.
+
+        Read up to the end writers had reached when the read began, transactions open then included: a
+        read_committed reader stops at the first open transaction (its end-of-partition comes early), so it
+        waits until that transaction is committed or aborted. Otherwise an instance paused mid-transaction
+        could commit it after this read, and its fired timers would fire again here."""
+        tp = TopicPartition(topic, partition)
+        _low, end = self.probe.get_watermark_offsets(tp, timeout=KAFKA_TIMEOUT_S)
+        states: dict[uuid.UUID, JobState] = {}
+        read = 0
+        if end <= 0:
+            return states, read
         reader = Consumer(
             {
                 "bootstrap.servers": self.settings.kafka_bootstrap,
@@ -111,18 +248,23 @@ class Scheduler:
                 "enable.partition.eof": True,
             }
         )
-        states: dict[uuid.UUID, JobState] = {}
+        deadline = time.monotonic() + LOAD_DEADLINE_S
         try:
-            reader.assign([TopicPartition(self.topics.scheduler_state, partition, OFFSET_BEGINNING)])
+            reader.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
             while True:
+                if time.monotonic() > deadline:
+                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{topic}[{partition}] not read in time"))
                 msg = reader.poll(1.0)
                 if msg is None:
                     continue
                 error = msg.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        break
+                        if (msg.offset() or 0) >= end:
+                            break
+                        continue  # stopped before an open transaction: wait for its outcome
                     raise KafkaException(error)
+                read += 1
                 try:
                     job_id = uuid.UUID((msg.key() or b"").decode())
                     state = None if msg.value() is None else JobState.model_validate_json(msg.value() or b"")
@@ -135,10 +277,7 @@ class Scheduler:
                     states[job_id] = state
         finally:
             reader.close()
-        self.jobs[partition] = states
-        for state in states.values():
-            self._track(partition, state)
-        log.info("state loaded", extra={"partition": partition, "jobs": len(states)})
+        return states, read
 
     def _track(self, partition: int, state: JobState) -> None:
         fire = state.next_fire()
@@ -158,11 +297,14 @@ class Scheduler:
             while not stop.is_set():
                 try:
                     if not ready:
-                        self.producer.init_transactions(30)
+                        self.producer.init_transactions(KAFKA_TIMEOUT_S)
                         ready = True
                     if self.needs_reload:
                         self._reload()
-                    self._step(self._next_batch())
+                    batch = self._next_batch()
+                    if self.needs_reload:  # a load failed while polling: the batch is read again after the reload
+                        continue
+                    self._step(batch)
                     failures = 0
                 except KafkaException as exc:
                     failures += 1
@@ -181,15 +323,22 @@ class Scheduler:
                     self.needs_reload = True
                     stop.wait(pause_after(failures))
         finally:
-            self.consumer.close()
-            self.producer.flush(5)
+            for close in (self.consumer.close, self.probe.close, lambda: self.producer.flush(5)):
+                try:
+                    close()
+                except Exception as exc:  # stopping while Kafka is away: nothing left to save
+                    log.error("close failed", extra={"error": str(exc)})
 
     def _next_batch(self) -> list[KafkaMessage]:
-        """Wait for one message (at most until the next timer is due), then take what else is ready."""
+        """Wait for one message (at most until the next timer is due), then take what else is ready. A batch
+        taken across a rebalance is dropped: part of it was fetched for the old assignment, whose positions
+        were reset to the committed offsets, so those messages come again."""
         first = self.consumer.poll(self._wait_time())
         if first is None:
             return []
-        return [first, *self.consumer.consume(199, timeout=0)]
+        rebalances = self.rebalances
+        batch = [first, *self.consumer.consume(199, timeout=0)]
+        return batch if self.rebalances == rebalances else []
 
     def _wait_time(self) -> float:
         if not self.timers:
@@ -212,8 +361,11 @@ class Scheduler:
             if isinstance(event, HostEvent):
                 continue  # not on the scheduler's topics; nothing to decide
             partition = msg.partition() or 0
+            if partition not in self.jobs:
+                continue  # not (or no longer) ours: its owner handles it, from the offsets committed for it
             try:
-                decision = writable(handle(self._state(partition, event.job_id, changed), event, now, self.policy))
+                state = self._state(partition, event.job_id, changed, archived=needs_archive(event))
+                decision = writable(handle(state, event, now, self.policy))
             except Exception as exc:  # the message itself is the poison: handled the same way every time
                 log.exception(
                     "message could not be handled; parked", extra={"type": event.type, "offset": msg.offset()}
@@ -223,16 +375,29 @@ class Scheduler:
                 continue
             self._collect(partition, event.job_id, decision, changed, out)
         self._fire_timers(changed, out)
+        self._retire(changed)
         self.uncommitted = self.uncommitted or bool(messages)
         offsets_due = self.uncommitted and time.monotonic() - self.committed_at >= NO_OP_OFFSETS_EVERY_S
         if not (changed or out or parked or offsets_due):
             return
         self._commit(changed, out, parked)
 
-    def _state(self, partition: int, job_id: uuid.UUID, changed: "Changed") -> JobState | None:
+    def _state(self, partition: int, job_id: uuid.UUID, changed: "Changed", archived: bool = False) -> JobState | None:
+        """The job's latest state: this step's, else a pending one; a finished job's only with `archived`."""
         if job_id in changed:
             return changed[job_id][1]
-        return self.jobs.get(partition, {}).get(job_id)
+        state = self.jobs.get(partition, {}).get(job_id)
+        if state is None and archived:
+            state = self._archived(partition).get(job_id)
+        return state
+
+    def _retire(self, changed: "Changed") -> None:
+        """Move some finished jobs an older version left on the state topic to the archive."""
+        for job_id, partition in list(self.retire.items())[:RETIRE_PER_STEP]:
+            del self.retire[job_id]
+            state = self.jobs.get(partition, {}).get(job_id)
+            if job_id not in changed and state is not None and is_idle(state):
+                changed[job_id] = (partition, state, state.model_dump_json().encode())
 
     def _collect(
         self,
@@ -271,28 +436,30 @@ class Scheduler:
     ) -> None:
         try:
             self.producer.begin_transaction()
-            for job_id, (partition, _state, value) in changed.items():
-                self.producer.produce(
-                    self.topics.scheduler_state, key=str(job_id).encode(), value=value, partition=partition
-                )
+            for job_id, (partition, state, value) in changed.items():
+                state_key = str(job_id).encode()
+                if state is None or is_idle(state):  # off the state topic; kept (or deleted) in the archive
+                    self.producer.produce(self.topics.scheduler_state, key=state_key, value=None, partition=partition)
+                    self.producer.produce(self.archive, key=state_key, value=value, partition=partition)
+                else:
+                    self.producer.produce(self.topics.scheduler_state, key=state_key, value=value, partition=partition)
             for message, encoded in out:
                 self.producer.produce(self._topic_of(message), key=message.key, value=encoded)
             for msg, reason in parked:
                 value, headers = dead_letter_record(msg, reason, self.settings.max_message_bytes)
                 key = (msg.key() or b"")[:1024] or None
                 self.producer.produce(self.topics.dead_letter, key=key, value=value, headers=headers)
-            assignment = self.consumer.assignment()
-            if assignment:
-                positions = [tp for tp in self.consumer.position(assignment) if tp.offset >= 0]
-                if positions:
-                    self.producer.send_offsets_to_transaction(positions, self.consumer.consumer_group_metadata(), 30)
-            self.producer.commit_transaction(30)
+            # Always with the group's metadata: an instance whose partitions moved on is refused here (old
+            # generation), so a paused one cannot publish for work it no longer owns once it resumes.
+            metadata = self.consumer.consumer_group_metadata()
+            self.producer.send_offsets_to_transaction(self._offsets(), metadata, KAFKA_TIMEOUT_S)
+            self.producer.commit_transaction(KAFKA_TIMEOUT_S)
         except KafkaException as exc:
             if exc.args[0].fatal():  # e.g. fenced: `run` makes a new producer and reloads
                 raise
             log.error("transaction failed; rewinding to the last commit", extra={"error": str(exc)})
             try:
-                self.producer.abort_transaction(30)
+                self.producer.abort_transaction(KAFKA_TIMEOUT_S)
             except KafkaException as abort_error:
                 log.error("abort failed", extra={"error": str(abort_error)})
             self.needs_reload = True
@@ -302,8 +469,13 @@ class Scheduler:
             jobs = self.jobs.get(partition)
             if jobs is None:
                 continue
-            if state is None:
+            if state is None or is_idle(state):
                 jobs.pop(job_id, None)
+                archived = self.idle.get(partition)
+                if archived is not None and state is None:
+                    archived.pop(job_id, None)
+                elif archived is not None and state is not None:
+                    archived[job_id] = state
             else:
                 jobs[job_id] = state
                 self._track(partition, state)
@@ -320,16 +492,35 @@ class Scheduler:
             return self.topics.executions
         return self.topics.due_for(message.task_id)
 
-    def _reload(self) -> None:
-        """After an aborted transaction: go back to the committed offsets and the committed states."""
+    def _offsets(self) -> list[TopicPartition]:
+        """The offsets a transaction commits: the position of every assigned partition; the committed offset
+        (or the start) of one not fetched from yet. Never empty: an empty list would skip the group check."""
         assignment = self.consumer.assignment()
-        committed = self.consumer.committed(assignment, timeout=30)
-        for tp in committed:
-            if tp.offset < 0:
-                tp.offset = OFFSET_BEGINNING
-            self.consumer.seek(tp)
-        partitions = set(self.jobs) | {tp.partition for tp in assignment}
+        if not assignment:
+            raise KafkaException(KafkaError(KafkaError._STATE, "no partitions assigned: nothing may be committed"))
+        positions = self.consumer.position(assignment)
+        missing = [tp for tp in positions if tp.offset < 0]
+        known = {(tp.topic, tp.partition): tp for tp in positions if tp.offset >= 0}
+        if missing:
+            for tp in self.consumer.committed(missing, timeout=KAFKA_TIMEOUT_S):
+                if tp.offset < 0:
+                    tp.offset = self.consumer.get_watermark_offsets(tp, timeout=KAFKA_TIMEOUT_S)[0]
+                known[(tp.topic, tp.partition)] = tp
+        return list(known.values())
+
+    def _reload(self) -> None:
+        """After a failure: go back to the committed offsets and the committed states. Any Kafka call here may
+        fail while Kafka is away; the loop then waits and calls this again, until it has gone through."""
+        assignment = self.consumer.assignment()
+        if assignment:
+            for tp in self.consumer.committed(assignment, timeout=KAFKA_TIMEOUT_S):
+                if tp.offset < 0:
+                    tp.offset = OFFSET_BEGINNING
+                self.consumer.seek(tp)
+        partitions = {tp.partition for tp in assignment}
         self.jobs.clear()
+        self.idle.clear()
+        self.retire.clear()
         self.timers.clear()
         for p in partitions:
             self._load(p)
@@ -366,6 +557,7 @@ def writable(decision: Decision, quiet: bool = False) -> Written:
 
 def serve(settings: SchedulerSettings, stop: threading.Event) -> None:
     prepare_backends(settings)
+    ensure_scheduler_topics(settings)
     scheduler = Scheduler(settings)
     log.info("scheduler started")
     try:

@@ -2,6 +2,7 @@
 Each timer must fire exactly once: one ExecutionDue on the topic and one execution on the job."""
 
 import re
+import signal
 import time
 import uuid
 from collections import Counter
@@ -73,5 +74,39 @@ def test_two_schedulers_share_the_timers_and_fire_each_once(
         start = time.time()
         jobs = [post_delayed(client, f"fault-pair-{i % 7}", start + 3) for i in range(100)]
         assert_each_fired_once(client, backends, jobs)
+    finally:
+        stack.terminate("scheduler-2")
+
+
+def test_a_paused_scheduler_whose_partitions_moved_cannot_fire_them_when_it_resumes(
+    client: httpx.Client, stack: DevStack, backends: Settings
+) -> None:
+    """A zombie: scheduler-2 holds timers, is paused (SIGSTOP) past its 10 s session and transaction timeouts,
+    its partitions move to the other scheduler, which fires the timers; scheduler-2 resumes with the same
+    timers overdue in its memory. Its transactions carry its consumer-group generation, which is no longer the
+    group's: they are refused and aborted, so each timer fires exactly once."""
+    stack.start("scheduler", name="scheduler-2")
+    try:
+        eventually(
+            lambda: last_assignment(stack, "scheduler") and last_assignment(stack, "scheduler-2"),
+            timeout=60,
+            what="both schedulers to own partitions",
+        )
+        start = time.time()
+        jobs = [post_delayed(client, f"fault-zombie-{i % 7}", start + 15) for i in range(60)]
+        time.sleep(3)  # both have taken their jobs' orders and hold the timers
+        zombie = stack.procs["scheduler-2"]
+        zombie.send_signal(signal.SIGSTOP)
+        try:
+            # The other scheduler takes the zombie's partitions after its session timeout and fires every timer.
+            time.sleep(max(0.0, start + 25 - time.time()))
+        finally:
+            zombie.send_signal(signal.SIGCONT)
+        fired = assert_each_fired_once(client, backends, jobs)
+        time.sleep(10)  # what the resumed zombie might publish would show by now
+        assert_each_fired_once(client, backends, jobs)
+        owners = Counter(e.job_id for e in fired)
+        assert len(owners) == len(jobs)
+        print("--- zombie's log after it resumed ---\n" + stack.log_tail("scheduler-2", 4000))
     finally:
         stack.terminate("scheduler-2")

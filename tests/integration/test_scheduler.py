@@ -1,17 +1,25 @@
 """The scheduler service between real Kafka topics."""
 
 import json
+import subprocess
 import time
 import uuid
+from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
-from confluent_kafka import Consumer
+import pytest
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka.admin import AdminClient
 
+from services.devstack import ROOT, free_port
 from services.scheduler.service import serve
 from shared.events import ExecutionDue, JobDefinition, JobRequested, new_execution_id, utcnow
-from shared.kafka import EventProducer
+from shared.kafka import EventProducer, ensure_topics
 from shared.settings import Settings
 from shared.topics import Topics
+from tests.conftest import AllSettings
 from tests.helpers import eventually, read_events, start_thread
 
 
@@ -79,3 +87,106 @@ def read_raw(bootstrap: str, topic: str, key: bytes, seconds: float = 3) -> list
     finally:
         consumer.close()
     return found
+
+
+class OwnKafka:
+    """A throw-away single-node Kafka of the test's own (the shared one is never stopped): same jars and
+    configuration as deploy/scripts/kafka.sh, on free loopback ports, with its data in `data`. `kill` is a
+    kill -9 of the broker; `start` again keeps its data, as a restarted broker would."""
+
+    def __init__(self, data: Path) -> None:
+        self.port, controller = free_port(), free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.data = data
+        self.conf = data / "server.properties"
+        text = (ROOT / "deploy" / "kafka" / "server.properties.in").read_text()
+        text = text.replace("@DATA@", str(data / "log")).replace("@BIND@", "127.0.0.1")
+        text = text.replace("9093", str(controller)).replace("9092", str(self.port))
+        self.conf.write_text(text)
+        jars = ROOT / ".local" / "jars" / "kafka"
+        self.java = ["java", "-Xms256m", "-Xmx256m", "-cp", f"{jars}/*"]
+        self.java += [f"-Dlog4j2.configurationFile={ROOT / 'deploy' / 'kafka' / 'log4j2.properties'}"]
+        subprocess.run(
+            [*self.java, "kafka.tools.StorageTool", "format", "-t", "ZmFzdGxhbmUtdGVzdC0xMQ", "-c", str(self.conf)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.data / "kafka.log").open("a")
+        self.proc = subprocess.Popen([*self.java, "kafka.Kafka", str(self.conf)], stdout=log, stderr=subprocess.STDOUT)
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        eventually(lambda: ready(admin), timeout=120, interval=1, what="the test's own Kafka")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(30)
+            self.proc = None
+
+
+def ready(admin: AdminClient) -> bool:
+    try:
+        admin.list_topics(timeout=2)
+        return True
+    except KafkaException:
+        return False
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[OwnKafka]:
+    kafka = OwnKafka(tmp_path)
+    kafka.start()
+    try:
+        yield kafka
+    finally:
+        kafka.kill()
+
+
+def test_a_kafka_outage_longer_than_every_timeout_is_waited_out_and_each_timer_fires_once(
+    backends: AllSettings, own_kafka: OwnKafka
+) -> None:
+    """Kafka killed with -9 for 40 s (longer than the scheduler's 30 s Kafka timeouts, its 10 s session and
+    transaction timeouts) while timers are due before, during and after the outage: the scheduler keeps
+    running, and once Kafka is back every timer fires, once."""
+    settings = backends.model_copy(update={"kafka_bootstrap": own_kafka.bootstrap})
+    topics = Topics.from_settings(settings)
+    ensure_topics(settings)
+    producer = EventProducer(settings)
+    start = utcnow()
+    # Due 3 s to 9 s from now: the broker dies at ~6 s, so some fire before it and some during the outage.
+    jobs = [
+        JobRequested(
+            task_id="outage",
+            job_id=uuid.uuid4(),
+            definition=JobDefinition(image="img", command="true", start_at=start + timedelta(seconds=3 + i * 0.2)),
+        )
+        for i in range(30)
+    ]
+    for job in jobs:
+        producer.publish(topics.jobs, job)
+    producer.close()
+    thread, stop = start_thread(serve, settings)
+    try:
+        ids = {job.job_id for job in jobs}
+        eventually(lambda: any(e.job_id in ids for e in dues(settings)), timeout=60, what="a first timer to fire")
+        own_kafka.kill()
+        time.sleep(40)
+        assert thread.is_alive(), "the scheduler ended during the outage"
+        own_kafka.start()
+        eventually(lambda: {e.job_id for e in dues(settings)} >= ids, timeout=120, what="every timer to fire")
+        time.sleep(5)  # a timer fired twice would show by now
+        fired = Counter(e.job_id for e in dues(settings) if e.job_id in ids)
+        assert set(fired.values()) == {1}, f"fired more than once: {[j for j, n in fired.items() if n > 1]}"
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def dues(settings: Settings) -> list[ExecutionDue]:
+    events = read_events(settings.kafka_bootstrap, Topics.from_settings(settings).due, 0, timeout=3)
+    return [e for e in events if isinstance(e, ExecutionDue)]
