@@ -149,6 +149,19 @@ class Scheduler:
                 "isolation.level": "read_uncommitted",
             }
         )
+        # Reads the state and archive topics (one for all reads: a new consumer takes ~0.5 s to its first fetch).
+        self.reader = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": f"{self.group}-loader",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                # The end (a transaction marker) is only known from a fetch that finds nothing more to read; the
+                # broker holds such a fetch this long (default 500 ms: 1 s per partition and rebalance).
+                "fetch.wait.max.ms": 10,
+            }
+        )
         self.instance = settings.scheduler_instance or uuid.uuid4().hex[:12]
         self.producer = self._new_producer()
         self.jobs: dict[int, dict[uuid.UUID, JobState]] = {}  # partition -> job id -> state (pending work only)
@@ -239,15 +252,7 @@ class Scheduler:
         read = 0
         if end <= 0:
             return states, read
-        reader = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "group.id": f"{self.group}-loader",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-            }
-        )
+        reader = self.reader
         deadline = time.monotonic() + LOAD_DEADLINE_S
         try:
             reader.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
@@ -276,7 +281,7 @@ class Scheduler:
                 else:
                     states[job_id] = state
         finally:
-            reader.close()
+            reader.unassign()
         return states, read
 
     def _track(self, partition: int, state: JobState) -> None:
@@ -323,7 +328,7 @@ class Scheduler:
                     self.needs_reload = True
                     stop.wait(pause_after(failures))
         finally:
-            for close in (self.consumer.close, self.probe.close, lambda: self.producer.flush(5)):
+            for close in (self.consumer.close, self.probe.close, self.reader.close, lambda: self.producer.flush(5)):
                 try:
                     close()
                 except Exception as exc:  # stopping while Kafka is away: nothing left to save

@@ -1,6 +1,7 @@
 """The scheduler service between real Kafka topics."""
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -10,13 +11,21 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from services.devstack import ROOT, free_port
-from services.scheduler.service import serve
-from shared.events import ExecutionDue, JobDefinition, JobRequested, new_execution_id, utcnow
-from shared.kafka import EventProducer, ensure_topics
+from services.scheduler.service import Scheduler, archive_topic, serve
+from shared.events import (
+    ExecutionDue,
+    ExecutionFinished,
+    JobDefinition,
+    JobRequested,
+    encode,
+    new_execution_id,
+    utcnow,
+)
+from shared.kafka import PARTITIONER, EventProducer, ensure_topics
 from shared.settings import Settings
 from shared.topics import Topics
 from tests.conftest import AllSettings
@@ -190,3 +199,77 @@ def test_a_kafka_outage_longer_than_every_timeout_is_waited_out_and_each_timer_f
 def dues(settings: Settings) -> list[ExecutionDue]:
     events = read_events(settings.kafka_bootstrap, Topics.from_settings(settings).due, 0, timeout=3)
     return [e for e in events if isinstance(e, ExecutionDue)]
+
+
+JOBS = int(os.environ.get("FASTLANE_TEST_RELOAD_JOBS", "5000"))
+
+
+def test_finished_jobs_stay_out_of_the_reload_on_a_rebalance(backends: AllSettings) -> None:
+    """5,000 jobs run and finished, then a rebalance: the new owner reads the state topic (pending work only)
+    and keeps none of them; their states are in the archive, read only for an order that needs one."""
+    settings = backends.model_copy(update={"topic_prefix": f"{backends.topic_prefix}reload."})
+    ensure_topics(settings)
+    topics = Topics.from_settings(settings)
+    thread, stop = start_thread(serve, settings)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "partitioner": PARTITIONER, "linger.ms": 5})
+    jobs = [
+        JobRequested(
+            task_id="reload",
+            job_id=uuid.uuid4(),
+            execution_id=new_execution_id(),
+            definition=JobDefinition(image="img", command="true"),
+        )
+        for _ in range(JOBS)
+    ]
+    try:
+        for job in jobs:
+            producer.produce(topics.jobs, key=job.key, value=encode(job))
+        producer.flush(60)
+        for job in jobs:
+            assert job.execution_id is not None
+            done = ExecutionFinished(
+                task_id=job.task_id, job_id=job.job_id, execution_id=job.execution_id, status="done"
+            )
+            producer.produce(topics.executions, key=done.key, value=encode(done))
+        producer.flush(60)
+        probe = Scheduler(settings)
+        archive = archive_topic(topics)
+        eventually(
+            lambda: archived_jobs(probe, archive, settings.topic_partitions) == JOBS,
+            timeout=240 * JOBS // 5000 + 30,
+            interval=2,
+            what="every job's state in the archive",
+        )
+    finally:
+        stop.set()
+        thread.join(30)
+    fresh = Scheduler(settings)
+    try:
+        started = time.monotonic()
+        for p in range(settings.topic_partitions):
+            fresh._load(p)
+        reload_s = time.monotonic() - started
+        started = time.monotonic()
+        archived = sum(len(fresh._archived(p)) for p in range(settings.topic_partitions))
+        archive_s = time.monotonic() - started
+    finally:
+        fresh.reader.close()
+        fresh.probe.close()
+        fresh.consumer.close()
+    kept = sum(len(states) for states in fresh.jobs.values())
+    print(
+        f"reload after 5,000 finished jobs: {reload_s:.3f} s, {kept} jobs kept, {len(fresh.timers)} timers; "
+        f"reading the archive (only for an order of a finished job): {archive_s:.3f} s, {archived} jobs"
+    )
+    assert kept == 0 and not fresh.timers
+    assert archived == len(jobs)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    for future in admin.delete_topics([*topics.all(), archive_topic(topics)]).values():
+        future.exception()
+
+
+def archived_jobs(scheduler: Scheduler, archive: str, partitions: int) -> int:
+    try:
+        return sum(len(scheduler._read_states(archive, p)[0]) for p in range(partitions))
+    except KafkaException:  # the archive topic is not there yet
+        return -1
