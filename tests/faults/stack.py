@@ -7,7 +7,10 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import time
 import uuid
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -174,7 +177,24 @@ class FaultStack:
         return [name for name, part in self.parts.items() if isinstance(part, Service) and not part.alive()]
 
     def repair(self) -> list[str]:
-        """Bring every part back: what was dead is started again (returned), then a probe job must reach done."""
+        """Bring every part back: what is dead is started again; then a probe job must reach done. When it
+        does not, the services are hung rather than dead: their stacks are dumped (py-spy) as evidence, all of
+        them are killed and started again, and the probe must pass then. Returns what was started again."""
+        restarted = self._restart_dead()
+        try:
+            self._wait_healthy()
+        except (RuntimeError, httpx.HTTPError) as exc:
+            dump = self.dump_stacks(f"probe failed: {exc}")
+            restarted.append(f"probe failed ({str(exc)[:200]}), stacks in {dump}")
+            for part in self.parts.values():
+                if isinstance(part, Service) and part.alive():
+                    part.resume()
+                    part.kill()
+            restarted += [f"{n} (hung)" for n in self._restart_dead()]
+            self._wait_healthy()
+        return restarted
+
+    def _restart_dead(self) -> list[str]:
         restarted = []
         for name, part in self.parts.items():
             if name == "dockerd":
@@ -188,12 +208,35 @@ class FaultStack:
             if not part.alive():
                 part.restart()
                 restarted.append(name)
+        return restarted
+
+    def _wait_healthy(self) -> None:
         for part in self.parts.values():
             part.wait_ready()
         self.stack.wait_until_ready(timeout=120)
         self.wait_hosts_available(timeout=150)
         self.probe()
-        return restarted
+
+    def dump_stacks(self, why: str) -> Path:
+        """Every live service's Python and native stacks (py-spy), for the report."""
+        path = FAULTS_DIR / "evidence" / f"stacks-{time.strftime('%H%M%S')}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as out:
+            out.write(f"{why}\n")
+            for name, proc in list(self.stack.procs.items()):
+                out.write(f"\n===== {name} (pid {proc.pid}) =====\n")
+                out.flush()
+                try:
+                    subprocess.run(
+                        ["py-spy", "dump", "--native", "--pid", str(proc.pid)],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        timeout=30,
+                        check=False,
+                    )
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    out.write(f"py-spy: {exc}\n")
+        return path
 
     def probe(self, timeout: float = 120) -> None:
         marker = f"probe-{uuid.uuid4().hex[:8]}"

@@ -6,6 +6,7 @@ and the summary at the end of the run, failed or not.
 
 `make test` runs the rounds not marked `faults_long`; `make test-faults` runs them all."""
 
+import signal
 import threading
 import time
 import uuid
@@ -61,11 +62,17 @@ FAULTS = [
 def fault_stack() -> Iterator[FaultStack]:
     stack = FaultStack()
     report.start(stack.run)
+
+    def interrupt(*_: object) -> None:  # SIGTERM (a cancelled CI job, a `kill`): tear the stack down first
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         stack.up()
         yield stack
     finally:
         stack.down()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def job_specs(round_id: str, count: int, hook_url: str, *, tag: str = "") -> list[JobSpec]:
@@ -176,7 +183,11 @@ def test_round(fault_stack: FaultStack, fault: Fault) -> None:
     )
     evidence = list(verdict.lines())
     report.add(row, evidence)
-    restarted = stack.repair()
+    try:
+        restarted = stack.repair()
+    except Exception as exc:
+        report.note(f"after {fault.id}: the stack did not come back: {exc}")
+        raise
     if restarted:
         report.note(f"after {fault.id}: started again: {', '.join(restarted)}")
     assert verdict.seen[0] and verdict.seen[1], f"{fault.id}: the checker saw nothing: {row.line()}"
