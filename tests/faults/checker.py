@@ -32,7 +32,7 @@ import httpx
 from confluent_kafka import Consumer
 from pydantic import ValidationError
 
-from shared.events import ExecutionDue, ExecutionFinished, ExecutionPulling, ExecutionStarted, decode
+from shared.events import Event, ExecutionDue, ExecutionFinished, ExecutionPulling, ExecutionStarted, decode
 
 FINAL = frozenset({"done", "failed", "timedout", "expired", "stopped"})
 RETRIED = frozenset({"failed", "timedout"})
@@ -72,7 +72,7 @@ class EngineWatch:
                         since=self.since, decode=True, filters={"type": "container", "event": "start"}
                     )
                     for event in self._stream:
-                        self._record(event)
+                        self.record(event)
                 finally:
                     client.close()
             except Exception:
@@ -80,7 +80,7 @@ class EngineWatch:
             self.reconnects += 1
             self._stop.wait(0.5)
 
-    def _record(self, event: dict[str, Any]) -> None:
+    def record(self, event: dict[str, Any]) -> None:
         attributes = event.get("Actor", {}).get("Attributes", {})
         name = str(attributes.get("name", ""))
         self.since = max(self.since, int(event.get("time", 0)))
@@ -106,16 +106,8 @@ class EventWatch:
     start of its topics, with a consumer group of its own."""
 
     def __init__(self, bootstrap: str, topics: list[str]) -> None:
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"faults-checker-{uuid.uuid4()}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
-        self.consumer.subscribe(topics)
+        self.bootstrap = bootstrap
+        self.topics = topics
         self.lock = threading.Lock()
         self.finals: dict[str, list[tuple[str, str]]] = defaultdict(list)  # execution id -> [(status, error)]
         self.executions: dict[str, set[str]] = defaultdict(set)  # job id -> execution ids
@@ -130,22 +122,34 @@ class EventWatch:
         self._thread.join(10)
 
     def _run(self) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"faults-checker-{uuid.uuid4()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        consumer.subscribe(self.topics)
         try:
             while not self._stop.is_set():
-                msg = self.consumer.poll(0.5)
+                msg = consumer.poll(0.5)
                 if msg is None or msg.error():
                     continue
                 try:
-                    event = decode(msg.value() or b"")
+                    self.record(decode(msg.value() or b""))
                 except ValidationError:
                     continue
-                if isinstance(event, ExecutionDue | ExecutionStarted | ExecutionPulling | ExecutionFinished):
-                    with self.lock:
-                        self.executions[str(event.job_id)].add(str(event.execution_id))
-                        if isinstance(event, ExecutionFinished):
-                            self.finals[str(event.execution_id)].append((event.status, event.error or ""))
         finally:
-            self.consumer.close()
+            consumer.close()
+
+    def record(self, event: Event) -> None:
+        if isinstance(event, ExecutionDue | ExecutionStarted | ExecutionPulling | ExecutionFinished):
+            with self.lock:
+                self.executions[str(event.job_id)].add(str(event.execution_id))
+                if isinstance(event, ExecutionFinished):
+                    self.finals[str(event.execution_id)].append((event.status, event.error or ""))
 
     def final_statuses(self, execution_id: str) -> set[str]:
         with self.lock:
@@ -237,12 +241,12 @@ class Seen:
 class ApiWatch:
     """Polls GET jobUrl of every accepted job all through the round."""
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float = 1.0, client: httpx.Client | None = None) -> None:
         self.interval = interval
         self.lock = threading.Lock()
         self.jobs: list[Accepted] = []
         self.seen: dict[str, Seen] = {}
-        self.client = httpx.Client(timeout=5)
+        self.client = client or httpx.Client(timeout=5)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="api-watch", daemon=True)
 
@@ -316,7 +320,13 @@ class Checker:
     """One round's jobs, judged from the watches (shared by all rounds of a stack)."""
 
     def __init__(
-        self, api_url: str, engine: EngineWatch, events: EventWatch, hooks: WebhookReceiver, api: ApiWatch
+        self,
+        api_url: str,
+        engine: EngineWatch,
+        events: EventWatch,
+        hooks: WebhookReceiver,
+        api: ApiWatch,
+        client: httpx.Client | None = None,
     ) -> None:
         self.api_url = api_url
         self.engine = engine
@@ -325,7 +335,7 @@ class Checker:
         self.api = api
         self.accepted: list[Accepted] = []
         self.refused: list[tuple[JobSpec, str]] = []  # not answered 200: (job, what it got)
-        self.client = httpx.Client(timeout=15)
+        self.client = client or httpx.Client(timeout=15)
 
     def submit(self, spec: JobSpec) -> bool:
         """POST one job; True when accepted (200)."""
