@@ -88,23 +88,27 @@ def align_message_size(admin: AdminClient, topics: Topics, names: list[str]) -> 
 
 
 class EventProducer:
-    """Idempotent producer (acks=all): `publish` returns once the broker has the message."""
+    """Idempotent producer (acks=all): `publish` returns once the broker has the message.
+
+    An idempotent producer can fail fatally: after a broker restarted from a kill -9 it may find the log's
+    sequence numbers behind its own (OutOfOrderSequence) and then refuses every message for good. Such a producer
+    is replaced by a new one (a new producer id) and the failure raised, so the caller's retry goes through."""
 
     def __init__(self, settings: Settings) -> None:
         self._max_message_bytes = settings.max_message_bytes
-        self._producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 0,
-                "partitioner": PARTITIONER,
-                "message.max.bytes": settings.max_message_bytes,
-                # A message the broker has not taken within this is dropped from the queue and reported failed:
-                # the API's 503 then means the order was not accepted, rather than "queued, sent later".
-                "message.timeout.ms": 10_000,
-            }
-        )
+        self._lock = threading.Lock()
+        self._config: dict[str, object] = {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 0,
+            "partitioner": PARTITIONER,
+            "message.max.bytes": settings.max_message_bytes,
+            # A message the broker has not taken within this is dropped from the queue and reported failed:
+            # the API's 503 then means the order was not accepted, rather than "queued, sent later".
+            "message.timeout.ms": 10_000,
+        }
+        self._producer = Producer(self._config)
 
     def publish(
         self, topic: str, event: EventMessage | HostEvent, timeout: float = 12.0, encoded: bytes | None = None
@@ -146,12 +150,27 @@ class EventProducer:
             if err is not None:
                 errors.append(err)
 
-        self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
-        remaining = self._producer.flush(timeout)
+        producer = self._producer
+        try:
+            producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+        except KafkaException as exc:
+            self._replace_if_fatal(producer, exc.args[0] if exc.args else None)
+            raise
+        remaining = producer.flush(timeout)
         if errors:
+            self._replace_if_fatal(producer, errors[0])
             raise KafkaException(errors[0])
         if remaining:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "broker did not acknowledge in time"))
+
+    def _replace_if_fatal(self, failed: Producer, error: object) -> None:
+        fatal = isinstance(error, KafkaError) and (error.fatal() or error.code() == KafkaError._FATAL)
+        if not fatal:
+            return
+        with self._lock:
+            if self._producer is failed:  # once, whichever thread saw it first
+                log.error("the Kafka producer failed fatally; replacing it", extra={"error": str(error)})
+                self._producer = Producer(self._config)
 
     def close(self) -> None:
         self._producer.flush(10)
