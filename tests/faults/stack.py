@@ -190,7 +190,7 @@ class FaultStack:
                 if isinstance(part, Service) and part.alive():
                     part.resume()
                     part.kill()
-            restarted += [f"{n} (hung)" for n in self._restart_dead()]
+            restarted.append(f"then all services killed and started again ({', '.join(self._restart_dead())})")
             self._wait_healthy()
         return restarted
 
