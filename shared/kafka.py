@@ -67,19 +67,23 @@ def ensure_topics(settings: Settings) -> None:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
-    align_message_size(admin, topics, [name for name in topics.all() if name in existing])
+    align_config(admin, topics, [name for name in topics.all() if name in existing])
 
 
-def align_message_size(admin: AdminClient, topics: Topics, names: list[str]) -> None:
-    """Topics made by an earlier version take the configured message size limit too (data is kept)."""
+def align_config(admin: AdminClient, topics: Topics, names: list[str]) -> None:
+    """Topics made by an earlier version take the configured settings too (the message size limit, the state
+    topics' compaction pace); data is kept. The cleanup policy is set at creation only."""
     if not names:
         return
-    size = topics.config(names[0])["max.message.bytes"]
     resources = [
         ConfigResource(
             ConfigResource.Type.TOPIC,
             name,
-            incremental_configs=[ConfigEntry("max.message.bytes", size, incremental_operation=AlterConfigOpType.SET)],
+            incremental_configs=[
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                for key, value in topics.config(name).items()
+                if key != "cleanup.policy"
+            ],
         )
         for name in names
     ]

@@ -16,6 +16,7 @@ class Topics:
     control: str  # StopExecution broadcasts: scheduler -> every runner
     heartbeats: str  # RunnerHeartbeat: runners -> recorder (keyed by host)
     scheduler_state: str  # compacted: the scheduler's per-job state (internal)
+    scheduler_archive: str  # compacted: the states of jobs without pending work, read only when an order needs one
     dead_letter: str  # messages no handler could parse, parked with their origin
     # ExecutionDue per farm (farm name -> topic): scheduler -> the runners of that farm, recorder.
     farm_due: dict[str, str] = field(default_factory=dict)
@@ -31,6 +32,7 @@ class Topics:
             control=f"{p}control",
             heartbeats=f"{p}heartbeats",
             scheduler_state=f"{p}scheduler.state",
+            scheduler_archive=f"{p}scheduler.state.idle",
             dead_letter=f"{p}dlq",
             farm_due={f.name: due_topic(p, f.name) for f in settings.farms},
             settings=settings,
@@ -54,15 +56,23 @@ class Topics:
             self.control,
             self.heartbeats,
             self.scheduler_state,
+            self.scheduler_archive,
             self.dead_letter,
         ]
 
     def config(self, name: str) -> dict[str, str]:
-        """Per-topic settings: one message size limit everywhere; the scheduler's state keeps the latest record
-        per job, forever; heartbeats are kept six hours."""
+        """Per-topic settings (set on topics made by an earlier version too): one message size limit everywhere;
+        the scheduler's state and archive keep the latest record per job, forever, compacted close behind (a
+        segment is only compacted once closed: without a roll every 10 min the state topic would be read
+        uncompacted for 7 days at every rebalance); heartbeats are kept six hours."""
         size = {"max.message.bytes": str(self.settings.max_message_bytes if self.settings else 2 * 1024 * 1024)}
-        if name == self.scheduler_state:
-            return size | {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+        if name in (self.scheduler_state, self.scheduler_archive):
+            return size | {
+                "cleanup.policy": "compact",
+                "min.compaction.lag.ms": "60000",
+                "segment.ms": "600000",
+                "delete.retention.ms": "600000",
+            }
         if name == self.heartbeats:
             return size | {"retention.ms": str(6 * 3600 * 1000)}
         return size

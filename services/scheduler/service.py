@@ -27,7 +27,6 @@ from datetime import timedelta
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka import Message as KafkaMessage
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic  # type: ignore[attr-defined]
 from pydantic import ValidationError
 
 from services.scheduler.handlers import Decision, Output, Policy, fire_due_timers, handle, refuse, unschedulable
@@ -48,7 +47,7 @@ from shared.events import (
 from shared.failures import reason
 from shared.kafka import PARTITIONER, dead_letter_record, is_record, pause_after
 from shared.lifecycle import prepare_backends
-from shared.settings import SchedulerSettings, Settings
+from shared.settings import SchedulerSettings
 from shared.topics import Topics, group_id
 
 log = logging.getLogger("scheduler")
@@ -76,11 +75,6 @@ KAFKA_TIMEOUT_S = 30.0
 RETIRE_PER_STEP = 500
 
 
-def archive_topic(topics: Topics) -> str:
-    """The compacted topic holding the states of jobs without pending work (the scheduler's own)."""
-    return f"{topics.scheduler_state}.idle"
-
-
 def is_idle(state: JobState) -> bool:
     """No timer and no running execution: nothing will happen to the job until an order for it arrives."""
     return not state.timers and not state.running
@@ -91,42 +85,13 @@ def needs_archive(event: Event) -> bool:
     return isinstance(event, JobUpdated | JobRetryRequested | JobStopRequested)
 
 
-def ensure_scheduler_topics(settings: Settings) -> None:
-    """Create the archive topic when missing; keep the state topics' compaction close behind (a segment is only
-    compacted once closed: without a roll every 10 min the state topic would be read uncompacted for 7 days)."""
-    topics = Topics.from_settings(settings)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    config = {
-        "cleanup.policy": "compact",
-        "max.message.bytes": str(settings.max_message_bytes),
-        "segment.ms": "600000",
-        "delete.retention.ms": "600000",
-        "min.compaction.lag.ms": "60000",
-    }
-    name = archive_topic(topics)
-    if name not in admin.list_topics(timeout=30).topics:
-        wanted = NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1, config=config)
-        try:
-            admin.create_topics([wanted], operation_timeout=30)[name].result()
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-    entries = [
-        ConfigEntry(k, config[k], incremental_operation=AlterConfigOpType.SET)
-        for k in ("segment.ms", "delete.retention.ms")
-    ]
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, topics.scheduler_state, incremental_configs=entries)]
-    for future in admin.incremental_alter_configs(resources).values():
-        future.result()
-
-
 class Scheduler:
     """One scheduler instance: the jobs of its partitions in memory, their timers in a heap."""
 
     def __init__(self, settings: SchedulerSettings) -> None:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
-        self.archive = archive_topic(self.topics)
+        self.archive = self.topics.scheduler_archive
         self.policy = policy_from(settings)
         self.group = group_id(settings, "scheduler")
         self.consumer = Consumer(
@@ -562,7 +527,6 @@ def writable(decision: Decision, quiet: bool = False) -> Written:
 
 def serve(settings: SchedulerSettings, stop: threading.Event) -> None:
     prepare_backends(settings)
-    ensure_scheduler_topics(settings)
     scheduler = Scheduler(settings)
     log.info("scheduler started")
     try:
