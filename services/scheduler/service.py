@@ -136,6 +136,9 @@ class Scheduler:
         self.needs_reload = False
         self.rebalances = 0
         self.uncommitted = False  # consumed messages whose offsets no transaction has carried yet
+        # The producer's transaction state is unknown (an abort that did not finish): `run` replaces it. The new
+        # one has the same transactional id, so its init fences the old one and aborts what it left open.
+        self.producer_broken = False
         self.committed_at = time.monotonic()
 
     def _new_producer(self) -> Producer:
@@ -149,6 +152,14 @@ class Scheduler:
                 "message.max.bytes": self.settings.max_message_bytes,
             }
         )
+
+    def _replace_producer(self) -> None:
+        old, self.producer = self.producer, self._new_producer()
+        self.producer_broken = False
+        try:
+            old.purge(in_queue=True, in_flight=True, blocking=False)
+        except Exception as exc:  # it is dropped either way
+            log.warning("could not purge the replaced producer", extra={"error": str(exc)})
 
     # --- ownership -------------------------------------------------------------------------------------------
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -266,6 +277,9 @@ class Scheduler:
         try:
             while not stop.is_set():
                 try:
+                    if self.producer_broken:
+                        self._replace_producer()
+                        ready = False
                     if not ready:
                         self.producer.init_transactions(KAFKA_TIMEOUT_S)
                         ready = True
@@ -283,8 +297,7 @@ class Scheduler:
                     if isinstance(error, KafkaError) and error.fatal():
                         # e.g. fenced after a pause longer than the transaction timeout: a new producer (same
                         # transactional id) takes over; the open transaction was aborted by the coordinator.
-                        self.producer = self._new_producer()
-                        ready = False
+                        self.producer_broken = True
                     self.needs_reload = True
                     stop.wait(pause_after(failures))
                 except Exception:  # a bug: logged, then the step is redone from the last commit after a pause
@@ -431,7 +444,10 @@ class Scheduler:
             try:
                 self.producer.abort_transaction(KAFKA_TIMEOUT_S)
             except KafkaException as abort_error:
-                log.error("abort failed", extra={"error": str(abort_error)})
+                # Seen after Kafka was paused: the abort never finishes, and every later call of this producer
+                # fails with "conflicting abort in progress". A new producer ends it (see producer_broken).
+                log.error("abort failed; the producer is replaced", extra={"error": str(abort_error)})
+                self.producer_broken = True
             self.needs_reload = True
             return
         self.uncommitted, self.committed_at = False, time.monotonic()
