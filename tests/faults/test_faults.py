@@ -27,6 +27,7 @@ SETTLE_BOUND_S = 180.0  # after the heal, every accepted job must have reached i
 QUIET_S = 8.0  # after everything ended: late duplicates or status moves still show up in this window
 ZOMBIE_PAUSE_S = 75.0
 POST_PAUSE_S = 20.0  # Kafka paused while POSTs arrive
+LONG_S = 85  # the `long` jobs of the rounds whose pause is beyond FASTLANE_HOST_LOST_AFTER_S (60 s)
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,17 @@ def fault_stack() -> Iterator[FaultStack]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def job_specs(round_id: str, count: int, hook_url: str, *, tag: str = "") -> list[JobSpec]:
-    """A mix of jobs; every command prints its marker first thing (the checker looks for it in the log)."""
+KINDS = ("echo", "sleep", "fail", "flaky", "delayed", "echo-retry")
+
+
+def job_specs(round_id: str, count: int, hook_url: str, *, tag: str = "", extra: tuple[str, ...] = ()) -> list[JobSpec]:
+    """A mix of jobs (`count` of the usual kinds, then the `extra` ones); every command prints its marker first
+    thing (the checker looks for it in the log)."""
     specs = []
     soon = int(time.time()) + 4
-    for i in range(count):
+    kinds = [KINDS[i % len(KINDS)] for i in range(count)] + list(extra)
+    for i, kind in enumerate(kinds):
         marker = f"m-{uuid.uuid4().hex[:10]}"
-        kind = ("echo", "sleep", "fail", "flaky", "delayed", "echo-retry")[i % 6]
         body: dict[str, Any] = {"image": TEST_IMAGE}
         if kind == "echo":
             body["command"] = f"echo {marker}"
@@ -93,6 +98,10 @@ def job_specs(round_id: str, count: int, hook_url: str, *, tag: str = "") -> lis
             body |= {"command": f'sh -c "echo {marker}; test $(date +%s) -ge {soon}"', "retries": 3}
         elif kind == "delayed":
             body |= {"command": f"echo {marker}", "startIn": "5s"}
+        elif kind == "long":  # still running when a long pause crosses the lost-host limit
+            body |= {"command": f'sh -c "echo {marker}; sleep {LONG_S}"', "retries": 1}
+        elif kind == "late":  # due just as a paused scheduler wakes up
+            body |= {"command": f"echo {marker}", "startIn": f"{int(FAULT_AT_S + ZOMBIE_PAUSE_S) - 2 + i % 6}s"}
         else:
             body |= {"command": f"echo {marker}", "retries": 1}
         if (i // 6) % 2 == 0:
@@ -100,6 +109,16 @@ def job_specs(round_id: str, count: int, hook_url: str, *, tag: str = "") -> lis
         task = f"f-{round_id}{tag}-{i}-{uuid.uuid4().hex[:6]}"
         specs.append(JobSpec(kind, task, marker, body))
     return specs
+
+
+def extra_jobs(fault: Fault) -> tuple[str, ...]:
+    """Work that is in flight at the moment that matters: jobs still running when a pause passes the lost-host
+    limit; timers coming due as the zombie scheduler wakes up."""
+    if fault.kind == "zombie":
+        return ("late",) * 6
+    if fault.seconds > 60:
+        return ("long",) * 2  # two of the four slots: the other jobs still run meanwhile
+    return ()
 
 
 def inject(stack: FaultStack, fault: Fault, checker: Checker, round_id: str) -> float:
@@ -148,7 +167,7 @@ def test_round(fault_stack: FaultStack, fault: Fault) -> None:
     checker = stack.checker()
     try:
         started = time.monotonic()
-        for spec in job_specs(round_id, JOBS, stack.hooks.url):
+        for spec in job_specs(round_id, JOBS, stack.hooks.url, extra=extra_jobs(fault)):
             checker.submit(spec)
         time.sleep(max(0.0, started + FAULT_AT_S - time.monotonic()))
         healed = inject(stack, fault, checker, round_id)
