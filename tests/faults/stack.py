@@ -238,7 +238,7 @@ class FaultStack:
                     out.write(f"py-spy: {exc}\n")
         return path
 
-    def probe(self, timeout: float = 120) -> None:
+    def probe(self, timeout: float = 60) -> None:
         marker = f"probe-{uuid.uuid4().hex[:8]}"
         task = f"probe-{self.run}"
         response = self.http.post(
