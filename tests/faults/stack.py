@@ -173,8 +173,11 @@ class FaultStack:
         wait_until(lambda: all(self.hosts().get(h, {}).get("available") for h in HOSTS), timeout, "runners h1 and h2")
 
     def crashed(self) -> list[str]:
-        """Services that exited on their own (not killed by the harness)."""
-        return [name for name, part in self.parts.items() if isinstance(part, Service) and not part.alive()]
+        """Parts that are down without the harness having left them so: services that exited on their own,
+        Kafka or Cassandra gone, or a second engine that does not answer (its pidfile and socket are shared with
+        tests/e2e/test_farms.py, whose teardown stops it: never run both at once in one checkout)."""
+        down = [name for name, part in self.parts.items() if name != "dockerd" and not part.alive()]
+        return down + ([] if self.engine.ready() else ["dockerd"])
 
     def repair(self) -> list[str]:
         """Bring every part back: what is dead is started again; then a probe job must reach done. When it

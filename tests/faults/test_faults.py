@@ -185,7 +185,7 @@ def test_round(fault_stack: FaultStack, fault: Fault) -> None:
             notes.append("CHECKER BLIND: it saw no container start or no execution end")
         crashed = stack.crashed()
         if crashed:
-            notes.append(f"exited on their own: {', '.join(crashed)}")
+            notes.append(f"down at the end, not by the harness: {', '.join(crashed)}")
         if checker.refused:
             notes.append(f"{len(checker.refused)} POSTs not accepted: {sorted({g for _, g in checker.refused})}")
     finally:
