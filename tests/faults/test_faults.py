@@ -165,6 +165,7 @@ def test_round(fault_stack: FaultStack, fault: Fault) -> None:
         stack.stack.start("scheduler", name="scheduler-2")
         stack.wait_for_assignment(("scheduler", "scheduler-2"), timeout=60)
     checker = stack.checker()
+    engine_pid = stack.engine.pid()
     try:
         started = time.monotonic()
         for spec in job_specs(round_id, JOBS, stack.hooks.url, extra=extra_jobs(fault)):
@@ -183,6 +184,8 @@ def test_round(fault_stack: FaultStack, fault: Fault) -> None:
         notes.append(f"seen: {started} container starts, {finished} ends on Kafka, {hooked} with webhooks")
         if started == 0 or finished == 0:
             notes.append("CHECKER BLIND: it saw no container start or no execution end")
+        if fault.id != "kill9-dockerd" and stack.engine.alive() and stack.engine.pid() != engine_pid:
+            notes.append("the second engine was restarted by something else during the round (test_farms?)")
         crashed = stack.crashed()
         if crashed:
             notes.append(f"down at the end, not by the harness: {', '.join(crashed)}")
