@@ -27,6 +27,7 @@ CASSANDRA_JMX_PORT = 7299  # the shared node's JMX has 7199 on 127.0.0.1
 ENGINE_SOCK = ROOT / ".local" / "run" / "docker2.sock"
 ENGINE_PIDFILE = ROOT / ".local" / "run" / "docker2.pid"
 ENGINE_URL = f"unix://{ENGINE_SOCK}"
+ENGINE_EXEC_ROOT = ROOT / ".local" / "run" / "docker2-exec"
 
 
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -165,7 +166,8 @@ class Engine:
     its containerd, a child it manages, dies with it; the containers' shims and processes go on running while
     it is down, and their output written meanwhile is lost (nobody reads the FIFOs); the restarted dockerd
     (no live-restore) kills the containers it finds still running (exit 137) and keeps them, with the logs
-    written before the kill; the engine's in-memory event history starts again empty."""
+    written before the kill; the engine's in-memory event history starts again empty. The shims of the killed
+    containerd stay behind, idle (no container under them), after the restart: `stop` ends them."""
 
     name = "dockerd"
 
@@ -219,3 +221,10 @@ class Engine:
         with contextlib.suppress(OSError, ValueError):
             os.kill(self.pid(), signal.SIGCONT)
         subprocess.run([str(SCRIPTS / "second-engine.sh"), "stop"], check=False, timeout=120)
+        if not self.ready():  # the engine is down: shims still pointing at its exec-root are strays of a kill -9
+            found = subprocess.run(
+                ["pgrep", "-f", f"containerd-shim.*{ENGINE_EXEC_ROOT}"], capture_output=True, text=True
+            )
+            for pid in found.stdout.split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
