@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -71,6 +72,36 @@ def policy_from(settings: SchedulerSettings) -> Policy:
 LOAD_DEADLINE_S = 60.0
 # Kafka calls of the loop that wait on the broker (offsets, watermarks, transactions) give up after this.
 KAFKA_TIMEOUT_S = 30.0
+
+
+class Stuck(Exception):
+    """A transactional call of the producer did not return within its own timeout plus a margin."""
+
+
+def bounded(call: Callable[..., object], timeout: float, *args: object) -> None:
+    """`call(*args, timeout)`, but never blocking much past `timeout`: librdkafka's send_offsets_to_transaction
+    can wait forever for a group coordinator that does not come back, whatever its timeout says (librdkafka
+    issues 5456 and 5511; seen here after a kill -9 of the broker). The call runs in a thread of its own; when it
+    has not returned in time, Stuck is raised and the thread is left behind with its producer, which the caller
+    replaces (the new one's init fences it)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call(*args, timeout)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="kafka-transaction", daemon=True)
+    thread.start()
+    thread.join(timeout + 5.0)
+    if not outcome:
+        raise Stuck(f"{getattr(call, '__name__', call)} did not return within {timeout + 5.0:g}s")
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
 # Legacy states of finished jobs found on the state topic are moved to the archive this many per transaction.
 RETIRE_PER_STEP = 500
 
@@ -281,7 +312,7 @@ class Scheduler:
                         self._replace_producer()
                         ready = False
                     if not ready:
-                        self.producer.init_transactions(KAFKA_TIMEOUT_S)
+                        bounded(self.producer.init_transactions, KAFKA_TIMEOUT_S)
                         ready = True
                     if self.needs_reload:
                         self._reload()
@@ -290,6 +321,12 @@ class Scheduler:
                         continue
                     self._step(batch)
                     failures = 0
+                except Stuck as exc:  # the producer is wedged: a new one (see `bounded`)
+                    failures += 1
+                    log.error("Kafka call stuck; replacing the producer", extra={"error": str(exc)})
+                    self.producer_broken = True
+                    self.needs_reload = True
+                    stop.wait(pause_after(failures))
                 except KafkaException as exc:
                     failures += 1
                     error = exc.args[0] if exc.args else None
@@ -435,15 +472,20 @@ class Scheduler:
             # Always with the group's metadata: an instance whose partitions moved on is refused here (old
             # generation), so a paused one cannot publish for work it no longer owns once it resumes.
             metadata = self.consumer.consumer_group_metadata()
-            self.producer.send_offsets_to_transaction(self._offsets(), metadata, KAFKA_TIMEOUT_S)
-            self.producer.commit_transaction(KAFKA_TIMEOUT_S)
+            bounded(self.producer.send_offsets_to_transaction, KAFKA_TIMEOUT_S, self._offsets(), metadata)
+            bounded(self.producer.commit_transaction, KAFKA_TIMEOUT_S)
+        except Stuck as exc:
+            log.error("transaction stuck; the producer is replaced", extra={"error": str(exc)})
+            self.producer_broken = True
+            self.needs_reload = True
+            return
         except KafkaException as exc:
             if exc.args[0].fatal():  # e.g. fenced: `run` makes a new producer and reloads
                 raise
             log.error("transaction failed; rewinding to the last commit", extra={"error": str(exc)})
             try:
-                self.producer.abort_transaction(KAFKA_TIMEOUT_S)
-            except KafkaException as abort_error:
+                bounded(self.producer.abort_transaction, KAFKA_TIMEOUT_S)
+            except (KafkaException, Stuck) as abort_error:
                 # Seen after Kafka was paused: the abort never finishes, and every later call of this producer
                 # fails with "conflicting abort in progress". A new producer ends it (see producer_broken).
                 log.error("abort failed; the producer is replaced", extra={"error": str(abort_error)})
