@@ -129,6 +129,7 @@ class EventWatch:
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
+                "log_level": 2,  # not the connection failures of every outage a round causes on purpose
             }
         )
         consumer.subscribe(self.topics)

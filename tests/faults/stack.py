@@ -2,6 +2,7 @@
 processes on a topic prefix and keyspace of their own, with two runners (hosts h1 and h2 of one farm) on the
 second engine, and the checker's watches. Every part can be killed with -9, restarted, paused and resumed."""
 
+import fcntl
 import json
 import os
 import re
@@ -11,7 +12,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import httpx
 
@@ -119,10 +120,24 @@ class FaultStack:
         self.event_watch: EventWatch | None = None
         self.api_watch = ApiWatch()
         self.http = httpx.Client(timeout=10)
+        self.lock: IO[str] | None = None
 
     # -- life of the whole stack ------------------------------------------------------------------------------
 
+    def acquire(self) -> None:
+        """One fault run at a time per checkout: the backends' addresses and data and the second engine are
+        shared, so a second run must not start (nor tear down) anything."""
+        FAULTS_DIR.mkdir(parents=True, exist_ok=True)
+        lock = (FAULTS_DIR / "run.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise RuntimeError(f"another fault run holds {FAULTS_DIR / 'run.lock'}; wait for it to end") from None
+        self.lock = lock
+
     def up(self) -> None:
+        assert self.lock is not None, "acquire() first"
         shutil.rmtree(FAULTS_DIR / "data", ignore_errors=True)  # every run starts from empty backends
         self.kafka.start()
         self.cassandra.start()
@@ -156,6 +171,8 @@ class FaultStack:
         self.engine.stop()
         self.kafka.stop()
         self.cassandra.stop()
+        if self.lock is not None:
+            self.lock.close()  # releases the flock
 
     def checker(self) -> Checker:
         assert self.event_watch is not None

@@ -62,6 +62,7 @@ FAULTS = [
 @pytest.fixture(scope="module")
 def fault_stack() -> Iterator[FaultStack]:
     stack = FaultStack()
+    stack.acquire()
     report.start(stack.run)
 
     def interrupt(*_: object) -> None:  # SIGTERM (a cancelled CI job, a `kill`): tear the stack down first
