@@ -13,7 +13,11 @@ Verdict per accepted job (POST answered 200):
   retries allow; a POST answered 503 (or not at all) whose job exists anyway (a client retrying it runs it twice);
 - wrong: more than one final status for one execution (Kafka events, API, webhooks); an API status that moves
   after it was final; an execution whose container started but whose log lacks the job's marker (every command
-  prints its marker first thing), i.e. logs missing for an execution that ran.
+  prints its marker first thing), i.e. logs missing for an execution that ran. One exception, counted apart
+  (`taken`): an execution a peer ended `failed` because its host was declared lost (`host <h> lost`). Its
+  host's runner gave no sign of life past the limit, so what its container printed is unknown to fastlane by
+  design (the host may be gone for good); the runner, if it comes back, stops the container and must not
+  report it (a status moving from `failed` to `done` would be wrong, and is checked above).
 """
 
 import contextlib
@@ -306,6 +310,8 @@ class Verdict:
     # What the checker saw of the round's jobs (a blind checker would pass everything): executions with a
     # container start, executions with an ExecutionFinished, executions with a webhook delivery.
     seen: tuple[int, int, int] = (0, 0, 0)
+    # Executions ended `failed` by a peer because their host was declared lost (no log by design; see above).
+    taken: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -432,6 +438,9 @@ class Checker:
             if finished and finished[0] < len(sequence) - 1:
                 v.wrong.append(f"{name}: execution {eid} moved after its end: {' -> '.join(sequence)}")
             if starts and not self._log_has_marker(job, eid):
+                if self._taken_from_lost_host(job, eid, api_final.get(eid)):
+                    v.taken.append(f"{name}: execution {eid}")
+                    continue
                 v.wrong.append(
                     f"{name}: execution {eid} ran (container started) but its log lacks the marker: "
                     f"status {api_final.get(eid, '?')}, {self._execution_summary(job, eid)}"
@@ -446,6 +455,14 @@ class Checker:
             return found
         except (httpx.HTTPError, ValueError, KeyError):
             return None
+
+    def _taken_from_lost_host(self, job: Accepted, execution_id: str, status: str | None) -> bool:
+        """Ended `failed` by a peer for its lost host, on every account (Kafka and the API)."""
+        execution = self._execution(job, execution_id)
+        error = str((execution or {}).get("error") or "")
+        events = self.events.errors(execution_id)
+        lost = " lost: its runner gave no sign of life"
+        return status == "failed" and lost in error and bool(events) and all(lost in (e or "") for e in events)
 
     def _log_has_marker(self, job: Accepted, execution_id: str) -> bool:
         execution = self._execution(job, execution_id)

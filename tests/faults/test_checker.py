@@ -21,6 +21,7 @@ class FakeApi:
     def __init__(self) -> None:
         self.executions: dict[str, list[dict[str, Any]]] = {}  # job id -> executions, newest first
         self.logs: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
         self.tasks: dict[str, list[str]] = {}
         self.refuse = False
 
@@ -42,7 +43,8 @@ class FakeApi:
         status = next((e["status"] for es in self.executions.values() for e in es if e["executionId"] == eid), None)
         if status is None:
             return httpx.Response(404, json={"error": "no such execution"})
-        return httpx.Response(200, json={"execution": {"status": status, "log": self.logs.get(eid, "")}})
+        execution = {"status": status, "log": self.logs.get(eid, ""), "error": self.errors.get(eid, "")}
+        return httpx.Response(200, json={"execution": execution})
 
 
 class World:
@@ -63,10 +65,13 @@ class World:
         assert self.checker.submit(spec)
         return self.checker.accepted[-1].job_id, spec
 
-    def execution(self, job_id: str, status: str, spec: JobSpec, *, log: bool = True, starts: int = 1) -> str:
+    def execution(
+        self, job_id: str, status: str, spec: JobSpec, *, log: bool = True, starts: int = 1, error: str = ""
+    ) -> str:
         eid = str(uuid.uuid1())
         self.api.executions[job_id].insert(0, {"executionId": eid, "status": status})
         self.api.logs[eid] = f"{spec.marker}\n" if log else ""
+        self.api.errors[eid] = error
         for n in range(starts):
             self.engine.record(
                 {
@@ -77,12 +82,18 @@ class World:
                 }
             )
         if status in ("done", "failed"):
-            self.finished(job_id, eid, status)
+            self.finished(job_id, eid, status, error)
         return eid
 
-    def finished(self, job_id: str, eid: str, status: str) -> None:
+    def finished(self, job_id: str, eid: str, status: str, error: str = "") -> None:
         self.events.record(
-            ExecutionFinished(task_id="t", job_id=uuid.UUID(job_id), execution_id=uuid.UUID(eid), status=status)  # type: ignore[arg-type]
+            ExecutionFinished(
+                task_id="t",
+                job_id=uuid.UUID(job_id),
+                execution_id=uuid.UUID(eid),
+                status=status,  # type: ignore[arg-type]
+                error=error or None,
+            )
         )
 
     def hook(self, eid: str, status: str) -> None:
@@ -171,3 +182,16 @@ def test_a_refused_post_whose_job_exists_is_duplicated(world: World) -> None:
     assert world.checker.verdict().ok  # refused and absent: fine
     world.api.tasks["t-refused"] = [str(uuid.uuid4())]  # ... but it was enqueued after all
     assert len(world.checker.verdict().duplicated) == 1
+
+
+def test_an_execution_failed_for_its_lost_host_is_counted_apart_not_wrong(world: World) -> None:
+    """Its host's runner was silent past the limit: a peer failed it; its log is unknown by design. Any other
+    execution that ran without its log stays wrong."""
+    job, spec = world.job()
+    lost = "host h1 lost: its runner gave no sign of life for 60s"
+    world.execution(job, "failed", spec, log=False, error=lost)
+    verdict = world.checker.verdict()
+    assert verdict.ok and len(verdict.taken) == 1, list(verdict.lines())
+    other, spec2 = world.job()
+    world.execution(other, "failed", spec2, log=False, error="the Docker engine of host h1 has not answered")
+    assert any("lacks the marker" in w for w in world.checker.verdict().wrong)

@@ -183,6 +183,8 @@ def test_round(fault_stack: FaultStack, fault: Fault) -> None:
         verdict = checker.verdict()
         started, finished, hooked = verdict.seen
         notes.append(f"seen: {started} container starts, {finished} ends on Kafka, {hooked} with webhooks")
+        if verdict.taken:
+            notes.append(f"{len(verdict.taken)} ran on a host declared lost: failed by a peer, log unknown")
         if started == 0 or finished == 0:
             notes.append("CHECKER BLIND: it saw no container start or no execution end")
         if fault.id != "kill9-dockerd" and stack.engine.alive() and stack.engine.pid() != engine_pid:
