@@ -576,6 +576,7 @@ class Runner:
         for peer in self.liveness.look(self.ledger.beats(peers)):
             for due in self.ledger.held(peer):
                 if not self.ledger.take_from_lost(due.execution_id, peer):
+                    self._report_for_lost(due, peer)
                     continue
                 silent = f"{self.settings.host_lost_after_s:g}s"
                 log.warning(
@@ -592,6 +593,17 @@ class Runner:
                     )
                 )
                 self.ledger.done(due.execution_id, peer)
+
+    def _report_for_lost(self, due: ExecutionDue, peer: str) -> None:
+        """A lost host had marked this execution's end (`done:<peer>`) and may have died before publishing it:
+        the end it kept is published again (the same event: a repeat is harmless). Without a kept end (a large
+        one, read from the container) it is left to that host's restart."""
+        owner, report = self.ledger.reported(due.execution_id)
+        if owner != DONE + peer or report is None:
+            return
+        log.warning("reporting the end a lost host marked", extra={"execution_id": str(due.execution_id), "host": peer})
+        self.producer.publish(self.topics.executions, ExecutionFinished.model_validate_json(report))
+        self.ledger.done(due.execution_id, peer)
 
     def _listen_for_stops(self, stop: threading.Event) -> None:
         """Every runner reads every StopExecution (a group of its own, from the latest message on)."""

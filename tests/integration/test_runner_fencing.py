@@ -13,6 +13,7 @@ from services.runner.ledger import Ledger
 from services.runner.runtime import DockerRuntime
 from services.runner.service import serve
 from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, new_execution_id
+from shared.farms import Farm
 from shared.kafka import EventProducer
 from shared.settings import RunnerSettings
 from shared.topics import Topics
@@ -107,3 +108,37 @@ def test_a_claim_whose_answer_was_lost_still_runs_its_execution(
     finished = eventually(lambda: events_of(backends, d.execution_id, ExecutionFinished), timeout=60, what="its end")
     assert [(e.status, e.stdout) for e in finished] == [("done", "ran once\n")]  # type: ignore[attr-defined]
     assert len(events_of(backends, d.execution_id, ExecutionStarted)) == 1
+
+
+def test_a_silent_peer_is_declared_lost_its_executions_failed_and_a_marked_end_reported(
+    backends: RunnerSettings, ledger: Ledger, host: str
+) -> None:
+    """A peer of the farm beat once and went silent, holding two executions: one running (claim `<peer>`), one
+    whose end it marked with the report kept (`done:<peer>`) before it died. This runner fails the first with
+    the lost-host reason and publishes the kept report of the second, then drops both from the peer's record."""
+    peer = f"{host}-peer"
+    running, ended = due("sleep 60"), due("echo ended")
+    ledger.claim(running, peer)
+    ledger.claim(ended, peer)
+    report = ExecutionFinished(
+        task_id=ended.task_id, job_id=ended.job_id, execution_id=ended.execution_id, status="done", stdout="ended\n"
+    )
+    assert ledger.finish(ended.execution_id, peer, report.model_dump_json())
+    ledger.beat(peer)
+    farms = [Farm.model_validate({"name": "default", "match": "", "hosts": [host, peer], "maxRunning": 2})]
+    settings = backends.model_copy(
+        update={"host_name": host, "heartbeat_interval_s": 1.0, "host_lost_after_s": 3.0, "farms": farms}
+    )
+    thread, stop = start_thread(serve, settings)
+    try:
+        failed = eventually(lambda: events_of(backends, running.execution_id, ExecutionFinished), timeout=60, what="")
+        assert [(e.status, e.error) for e in failed] == [  # type: ignore[attr-defined]
+            ("failed", f"host {peer} lost: its runner gave no sign of life for 3s")
+        ]
+        kept = eventually(lambda: events_of(backends, ended.execution_id, ExecutionFinished), timeout=30, what="")
+        assert {e.event_id for e in kept} == {report.event_id}  # type: ignore[attr-defined]
+        eventually(lambda: not ledger.held(peer), timeout=30, what="the peer's record emptied")
+        assert ledger.owner(running.execution_id) == f"lost:{peer}"
+    finally:
+        stop.set()
+        thread.join(30)
