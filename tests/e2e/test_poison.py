@@ -282,9 +282,10 @@ def test_a_poison_message_does_not_hold_up_the_messages_behind_it(
 
 
 def broker_pid() -> int:
-    found = subprocess.run(["pgrep", "-f", "kafka.Kafka "], capture_output=True, text=True, check=True)
-    pids = [int(p) for p in found.stdout.split()]
-    assert len(pids) == 1, f"expected one Kafka broker JVM, found {pids}"
+    """The JVM of the tests' broker (the fault suite may run another, on 127.0.0.2, with its own config)."""
+    found = subprocess.run(["pgrep", "-af", "kafka.Kafka "], capture_output=True, text=True, check=True)
+    pids = [int(line.split()[0]) for line in found.stdout.splitlines() if "/faults/" not in line]
+    assert len(pids) == 1, f"expected one Kafka broker JVM, found {found.stdout}"
     return pids[0]
 
 
