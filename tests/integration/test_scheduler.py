@@ -226,6 +226,9 @@ def test_finished_jobs_stay_out_of_the_reload_on_a_rebalance(backends: AllSettin
         for job in jobs:
             producer.produce(topics.jobs, key=job.key, value=encode(job))
         producer.flush(60)
+        # Each execution ends only after it was due (as with a real runner): an end read before its job's order
+        # (another topic, no order between them) would find no job and leave it running for good.
+        read_events(settings.kafka_bootstrap, topics.due, JOBS, timeout=JOBS // 8 + 60)
         for job in jobs:
             assert job.execution_id is not None
             done = ExecutionFinished(
