@@ -212,38 +212,25 @@ class Scheduler:
 
     def _load(self, partition: int) -> None:
         """Read the committed states of one partition from the state topic (jobs with pending work)."""
-        started = time.monotonic()
-        states, read = self._read_states(self.topics.scheduler_state, partition)
+        states = self._read_logged(self.topics.scheduler_state, partition, "state loaded")
         self.jobs[partition] = states
         for job_id, state in states.items():
             if is_idle(state):  # written by an older version: moved to the archive by the next transactions
                 self.retire[job_id] = partition
             self._track(partition, state)
-        log.info(
-            "state loaded",
-            extra={
-                "partition": partition,
-                "jobs": len(states),
-                "records": read,
-                "s": round(time.monotonic() - started, 3),
-            },
-        )
+
+    def _read_logged(self, topic: str, partition: int, what: str) -> dict[uuid.UUID, JobState]:
+        """`_read_states`, logging what it read and how long it took."""
+        started = time.monotonic()
+        states, read = self._read_states(topic, partition)
+        elapsed = round(time.monotonic() - started, 3)
+        log.info(what, extra={"partition": partition, "jobs": len(states), "records": read, "s": elapsed})
+        return states
 
     def _archived(self, partition: int) -> dict[uuid.UUID, JobState]:
         """The archived states of one partition, read at the first order that needs one after an assignment."""
         if partition not in self.idle:
-            started = time.monotonic()
-            states, read = self._read_states(self.archive, partition)
-            self.idle[partition] = states
-            log.info(
-                "archive loaded",
-                extra={
-                    "partition": partition,
-                    "jobs": len(states),
-                    "records": read,
-                    "s": round(time.monotonic() - started, 3),
-                },
-            )
+            self.idle[partition] = self._read_logged(self.archive, partition, "archive loaded")
         return self.idle[partition]
 
     def _read_states(self, topic: str, partition: int) -> tuple[dict[uuid.UUID, JobState], int]:
