@@ -11,6 +11,7 @@ from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 
 from shared.cassandra import connect
+from shared.kafka import ensure_topics
 from shared.lifecycle import prepare_backends
 from shared.settings import ApiSettings, RunnerSettings, SchedulerSettings, Settings
 from shared.topics import Topics
@@ -56,14 +57,30 @@ def backends(settings: AllSettings) -> Iterator[AllSettings]:
     drop_stack_data(settings)
 
 
-def drop_stack_data(settings: Settings) -> None:
-    """Delete the topics and the keyspace of an isolated stack (best effort for the topics)."""
+def drop_topics(settings: Settings) -> None:
+    """Delete the topics of a prefix (best effort)."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     for future in admin.delete_topics(Topics.from_settings(settings).all()).values():
         future.exception()
+
+
+def drop_stack_data(settings: Settings) -> None:
+    """Delete the topics and the keyspace of an isolated stack (best effort for the topics)."""
+    drop_topics(settings)
     cluster, session = connect(settings)
     session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=60)
     cluster.shutdown()
+
+
+@pytest.fixture
+def own_topics(backends: AllSettings) -> Iterator[AllSettings]:
+    """The session's settings with topics of this test's own, created empty and deleted after: the e2e stack
+    (session-scoped, so still running) and other tests' services consume the session's topics, and would take
+    this test's messages (its runner runs them, its scheduler schedules them) before the test's own service."""
+    settings = backends.model_copy(update={"topic_prefix": f"{backends.topic_prefix}{uuid.uuid4().hex[:6]}."})
+    ensure_topics(settings)
+    yield settings
+    drop_topics(settings)
 
 
 @pytest.fixture(scope="session")

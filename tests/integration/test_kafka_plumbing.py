@@ -2,16 +2,14 @@
 
 import threading
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from cassandra import OperationTimedOut
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient
 
 from shared.events import Event, ExecutionDue, new_execution_id
 from shared.failures import POISON_ATTEMPTS
-from shared.kafka import EventProducer, ensure_topics, run_consumer
+from shared.kafka import EventProducer, run_consumer
 from shared.settings import Settings
 from shared.topics import Topics
 from tests import helpers
@@ -197,19 +195,8 @@ def test_a_backing_service_outage_is_waited_out_and_nothing_is_parked(topic_sett
         parked_headers(topic_settings, str(event.execution_id).encode(), timeout=3)
 
 
-@pytest.fixture
-def fresh_topics(backends: Settings) -> Iterator[Settings]:
-    """Topics of this test's own, empty: nothing else of the session's runs is parked or consumed there."""
-    settings = Settings(**(backends.model_dump() | {"topic_prefix": f"{backends.topic_prefix}{uuid.uuid4().hex[:6]}."}))
-    ensure_topics(settings)
-    yield settings
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    for future in admin.delete_topics(Topics.from_settings(settings).all()).values():
-        future.exception()
-
-
-def test_a_message_that_filled_its_topic_is_cut_to_fit_the_dead_letter_topic(fresh_topics: Settings) -> None:
-    topic_settings = fresh_topics
+def test_a_message_that_filled_its_topic_is_cut_to_fit_the_dead_letter_topic(own_topics: Settings) -> None:
+    topic_settings = own_topics
     topics = Topics.from_settings(topic_settings)
     marker = f"full-{uuid.uuid4()}".encode()
     value = marker + b"x" * (topic_settings.max_message_bytes - 1000)

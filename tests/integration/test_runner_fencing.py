@@ -8,14 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 from cassandra.cluster import Session
-from confluent_kafka.admin import AdminClient
 
 from services.runner.ledger import Ledger
 from services.runner.runtime import DockerRuntime
 from services.runner.service import serve
 from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, new_execution_id
 from shared.farms import Farm
-from shared.kafka import EventProducer, ensure_topics
+from shared.kafka import EventProducer
 from shared.settings import RunnerSettings
 from shared.topics import Topics
 from tests.conftest import TEST_IMAGE
@@ -38,28 +37,14 @@ def containers_of(runtime: DockerRuntime, execution_id: uuid.UUID) -> list[str]:
 
 
 @pytest.fixture
-def isolated(backends: RunnerSettings) -> Iterator[RunnerSettings]:
-    """Topics of these tests' own: no runner of another test (same session prefix) takes their executions."""
-    settings = backends.model_copy(update={"topic_prefix": f"{backends.topic_prefix}fence{uuid.uuid4().hex[:6]}."})
-    ensure_topics(settings)
-    yield settings
-    for future in (
-        AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-        .delete_topics(Topics.from_settings(settings).all())
-        .values()
-    ):
-        future.exception()
-
-
-@pytest.fixture
 def host() -> str:
     return f"fence-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture
-def runner(isolated: RunnerSettings, host: str) -> Iterator[threading.Thread]:
+def runner(own_topics: RunnerSettings, host: str) -> Iterator[threading.Thread]:
     """A runner of its own host name, watching every second."""
-    settings = isolated.model_copy(update={"host_name": host, "heartbeat_interval_s": 1.0, "stop_grace_s": 2.0})
+    settings = own_topics.model_copy(update={"host_name": host, "heartbeat_interval_s": 1.0, "stop_grace_s": 2.0})
     thread, stop = start_thread(serve, settings)
     yield thread
     stop.set()
@@ -68,28 +53,28 @@ def runner(isolated: RunnerSettings, host: str) -> Iterator[threading.Thread]:
 
 
 @pytest.fixture
-def ledger(isolated: RunnerSettings, cassandra: Session) -> Ledger:
-    return Ledger(cassandra, isolated.keyspace)
+def ledger(own_topics: RunnerSettings, cassandra: Session) -> Ledger:
+    return Ledger(cassandra, own_topics.keyspace)
 
 
 def test_an_execution_taken_from_its_host_is_stopped_there_and_its_end_not_reported(
-    isolated: RunnerSettings, ledger: Ledger, host: str, runner: threading.Thread
+    own_topics: RunnerSettings, ledger: Ledger, host: str, runner: threading.Thread
 ) -> None:
     """A peer declared this host lost (it was paused) and reported the execution failed: when this runner looks
     again, it stops the container and reports nothing, so the status cannot move from `failed` to `done`."""
-    runtime = DockerRuntime(isolated.docker_host)
+    runtime = DockerRuntime(own_topics.docker_host)
     d = due("sh -c 'sleep 30; echo too late'")
-    EventProducer(isolated).publish(Topics.from_settings(isolated).due, d)
-    eventually(lambda: events_of(isolated, d.execution_id, ExecutionStarted), timeout=60, what="the start")
+    EventProducer(own_topics).publish(Topics.from_settings(own_topics).due, d)
+    eventually(lambda: events_of(own_topics, d.execution_id, ExecutionStarted), timeout=60, what="the start")
     assert ledger.owner(d.execution_id) == host
     assert ledger.take_from_lost(d.execution_id, host)
     eventually(lambda: not containers_of(runtime, d.execution_id), timeout=20, what="the container stopped, removed")
-    assert events_of(isolated, d.execution_id, ExecutionFinished) == []
+    assert events_of(own_topics, d.execution_id, ExecutionFinished) == []
     assert d.execution_id not in {x.execution_id for x in ledger.held(host)}
 
 
 def test_an_end_marked_before_a_crash_is_reported_again_and_never_run_again(
-    isolated: RunnerSettings, ledger: Ledger, host: str, cassandra: Session
+    own_topics: RunnerSettings, ledger: Ledger, host: str, cassandra: Session
 ) -> None:
     """A runner marked the end (claim `done:<host>`, report kept) and died before publishing it; the container
     was gone. Restarted, it publishes the kept report and starts nothing."""
@@ -99,34 +84,34 @@ def test_an_end_marked_before_a_crash_is_reported_again_and_never_run_again(
         task_id=d.task_id, job_id=d.job_id, execution_id=d.execution_id, status="done", exit_code=0, stdout="kept\n"
     )
     assert ledger.finish(d.execution_id, host, report.model_dump_json())
-    settings = isolated.model_copy(update={"host_name": host, "heartbeat_interval_s": 1.0, "stop_grace_s": 2.0})
+    settings = own_topics.model_copy(update={"host_name": host, "heartbeat_interval_s": 1.0, "stop_grace_s": 2.0})
     thread, stop = start_thread(serve, settings)
     try:
-        reported = eventually(lambda: events_of(isolated, d.execution_id, ExecutionFinished), timeout=60, what="it")
+        reported = eventually(lambda: events_of(own_topics, d.execution_id, ExecutionFinished), timeout=60, what="it")
         assert [(e.event_id, e.stdout) for e in reported] == [(report.event_id, "kept\n")]  # type: ignore[attr-defined]
         eventually(lambda: not ledger.held(host), timeout=30, what="the host's record dropped")
-        assert events_of(isolated, d.execution_id, ExecutionStarted) == []
+        assert events_of(own_topics, d.execution_id, ExecutionStarted) == []
     finally:
         stop.set()
         thread.join(30)
 
 
 def test_a_claim_whose_answer_was_lost_still_runs_its_execution(
-    isolated: RunnerSettings, ledger: Ledger, host: str, runner: threading.Thread
+    own_topics: RunnerSettings, ledger: Ledger, host: str, runner: threading.Thread
 ) -> None:
     """The claim's transaction applied but its answer timed out; the retry reads "not applied, owner = this
     host". That is this host's claim: the execution runs (it used to be dropped and stay `enqueued`)."""
     d = due("echo ran once")
     ledger.claim(d, host)
     ledger.done(d.execution_id, host)  # the claim is this host's; nothing holds it in memory or in the record
-    EventProducer(isolated).publish(Topics.from_settings(isolated).due, d)
-    finished = eventually(lambda: events_of(isolated, d.execution_id, ExecutionFinished), timeout=60, what="its end")
+    EventProducer(own_topics).publish(Topics.from_settings(own_topics).due, d)
+    finished = eventually(lambda: events_of(own_topics, d.execution_id, ExecutionFinished), timeout=60, what="its end")
     assert [(e.status, e.stdout) for e in finished] == [("done", "ran once\n")]  # type: ignore[attr-defined]
-    assert len(events_of(isolated, d.execution_id, ExecutionStarted)) == 1
+    assert len(events_of(own_topics, d.execution_id, ExecutionStarted)) == 1
 
 
 def test_a_silent_peer_is_declared_lost_its_executions_failed_and_a_marked_end_reported(
-    isolated: RunnerSettings, ledger: Ledger, host: str
+    own_topics: RunnerSettings, ledger: Ledger, host: str
 ) -> None:
     """A peer of the farm beat once and went silent, holding two executions: one running (claim `<peer>`), one
     whose end it marked with the report kept (`done:<peer>`) before it died. This runner fails the first with
@@ -141,16 +126,16 @@ def test_a_silent_peer_is_declared_lost_its_executions_failed_and_a_marked_end_r
     assert ledger.finish(ended.execution_id, peer, report.model_dump_json())
     ledger.beat(peer)
     farms = [Farm.model_validate({"name": "default", "match": "", "hosts": [host, peer], "maxRunning": 2})]
-    settings = isolated.model_copy(
+    settings = own_topics.model_copy(
         update={"host_name": host, "heartbeat_interval_s": 1.0, "host_lost_after_s": 3.0, "farms": farms}
     )
     thread, stop = start_thread(serve, settings)
     try:
-        failed = eventually(lambda: events_of(isolated, running.execution_id, ExecutionFinished), timeout=60, what="")
+        failed = eventually(lambda: events_of(own_topics, running.execution_id, ExecutionFinished), timeout=60, what="")
         assert [(e.status, e.error) for e in failed] == [  # type: ignore[attr-defined]
             ("failed", f"host {peer} lost: its runner gave no sign of life for 3s")
         ]
-        kept = eventually(lambda: events_of(isolated, ended.execution_id, ExecutionFinished), timeout=30, what="")
+        kept = eventually(lambda: events_of(own_topics, ended.execution_id, ExecutionFinished), timeout=30, what="")
         assert {e.event_id for e in kept} == {report.event_id}  # type: ignore[attr-defined]
         eventually(lambda: not ledger.held(peer), timeout=30, what="the peer's record emptied")
         assert ledger.owner(running.execution_id) == f"lost:{peer}"

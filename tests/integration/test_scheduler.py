@@ -32,7 +32,8 @@ from tests.conftest import AllSettings
 from tests.helpers import eventually, read_events, start_thread
 
 
-def test_a_job_that_runs_now_becomes_an_execution_due(backends: Settings) -> None:
+def test_a_job_that_runs_now_becomes_an_execution_due(own_topics: Settings) -> None:
+    backends = own_topics  # the e2e stack's scheduler shares the session's topics and group
     topics = Topics.from_settings(backends)
     cmd = JobRequested(
         task_id="sched",
@@ -52,7 +53,8 @@ def test_a_job_that_runs_now_becomes_an_execution_due(backends: Settings) -> Non
     assert not thread.is_alive()
 
 
-def test_a_delayed_job_fires_once_its_time_comes_and_state_is_kept(backends: Settings) -> None:
+def test_a_delayed_job_fires_once_its_time_comes_and_state_is_kept(own_topics: Settings) -> None:
+    backends = own_topics  # the e2e stack's scheduler shares the session's topics and group
     topics = Topics.from_settings(backends)
     at = utcnow() + timedelta(seconds=2)
     cmd = JobRequested(
@@ -205,11 +207,10 @@ def dues(settings: Settings) -> list[ExecutionDue]:
 JOBS = int(os.environ.get("FASTLANE_TEST_RELOAD_JOBS", "1000"))
 
 
-def test_finished_jobs_stay_out_of_the_reload_on_a_rebalance(backends: AllSettings) -> None:
+def test_finished_jobs_stay_out_of_the_reload_on_a_rebalance(own_topics: AllSettings) -> None:
     """JOBS jobs run and finished, then a rebalance: the new owner reads the state topic (pending work only)
     and keeps none of them; their states are in the archive, read only for an order that needs one."""
-    settings = backends.model_copy(update={"topic_prefix": f"{backends.topic_prefix}reload."})
-    ensure_topics(settings)
+    settings = own_topics
     topics = Topics.from_settings(settings)
     thread, stop = start_thread(serve, settings)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "partitioner": PARTITIONER, "linger.ms": 5})
