@@ -12,9 +12,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.devstack import SERVICES, DevStack
-from shared.cassandra import connect
-from shared.lifecycle import prepare_backends
-from shared.settings import Settings
+from services.migrate import prepare_backends
+from shared.infra.cassandra import connect
+from shared.process.settings import Settings
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """Latency of one trivial job: POST -> status done through fastlane, against a plain `docker run --rm` of the
 same image and command on the same engine, measured side by side (interleaved) so both see the same machine.
 
-Needs Kafka and Cassandra answering (`make bench` starts them); starts its own four services on a private
+Needs Kafka and Cassandra answering (`make bench` starts them); starts its own five services on a private
 topic prefix and keyspace, so it neither sees nor disturbs `make run` data. Bounded: N rounds, then it stops.
 
     .venv/bin/python bench/latency.py [--rounds 30] [--image fastlane-test:latest] [--command true]

@@ -18,10 +18,10 @@ import httpx
 from _stack import private_backends, private_stack
 from cassandra.concurrent import execute_concurrent_with_args
 
-from shared.cassandra import connect
-from shared.events import new_execution_id, utcnow
-from shared.indexes import task_words
-from shared.settings import Settings
+from services.recorder.indexes import task_words
+from shared.contract.events import new_execution_id, utcnow
+from shared.infra.cassandra import connect
+from shared.process.settings import Settings
 
 WORDS = ["billing", "mail", "report", "sync", "resize", "export", "import", "index", "notify", "clean"]
 

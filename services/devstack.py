@@ -1,4 +1,4 @@
-"""Start the four services as separate processes against a running Kafka and Cassandra, the way `make run`
+"""Start the five services as separate processes against a running Kafka and Cassandra, the way `make run`
 does, but on a chosen topic prefix, keyspace and API port. Used by the end-to-end tests and the benches."""
 
 import os

@@ -10,11 +10,11 @@ import pytest
 from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 
-from shared.cassandra import connect
-from shared.kafka import ensure_topics
-from shared.lifecycle import prepare_backends
-from shared.settings import ApiSettings, RunnerSettings, SchedulerSettings, Settings
-from shared.topics import Topics
+from services.migrate import prepare_backends
+from shared.contract.topics import Topics
+from shared.infra.cassandra import connect
+from shared.infra.kafka import ensure_topics
+from shared.process.settings import ApiSettings, RunnerSettings, SchedulerSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_IMAGE = "fastlane-test:latest"

@@ -11,7 +11,7 @@ from typing import TypeVar
 from confluent_kafka import Consumer
 from pydantic import ValidationError
 
-from shared.events import Event, decode
+from shared.contract.events import Event, decode
 
 T = TypeVar("T")
 

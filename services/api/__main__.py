@@ -3,8 +3,8 @@
 import uvicorn
 
 from services.api.app import create_app
-from shared.logs import setup_logging
-from shared.settings import ApiSettings
+from shared.process.logs import setup_logging
+from shared.process.settings import ApiSettings
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from services.api.ops import router as ops_router
 from services.api.routes import router
 from services.api.schemas import JobSpec
 from services.api.security import auth_middleware, body_limit_middleware
-from shared.settings import ApiSettings
+from shared.process.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from fastapi import Depends, Request
 from services.api.idempotency import IdempotencyKeys
 from services.api.orders import OrderPublisher
 from services.api.queries import Queries
-from shared.cassandra import connect
-from shared.lifecycle import prepare_backends
-from shared.projections import Projections
-from shared.settings import ApiSettings
-from shared.topics import Topics
+from services.migrate import prepare_backends
+from services.recorder.projections import Projections
+from shared.contract.topics import Topics
+from shared.infra.cassandra import connect
+from shared.process.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,24 @@ from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
 
 from services.api.errors import BadRequest
+from shared.infra.cassandra import Schema
 
 HEADER = "idempotency-key"
 MAX_KEY_LENGTH = 200
 # States of a claimed key: published (the order is on its topic), refused (503: it is not), unknown (504, or
 # the API died between the claim and the answer: null). A replay publishes again unless `published`.
 PUBLISHED, REFUSED, UNKNOWN = "published", "refused", "unknown"
+
+
+SCHEMA = Schema(
+    tables=(
+        # The order a key was first used for in a task (claimed with a lightweight transaction before it is
+        # published), what its request looked like, and how its publishing went; kept a day.
+        """CREATE TABLE IF NOT EXISTS {ks}.idempotency_keys (
+        task_id text, key text, fingerprint text, command blob, state text, created_at timestamp,
+        PRIMARY KEY ((task_id, key))) WITH default_time_to_live = 86400""",
+    )
+)
 
 
 @dataclass

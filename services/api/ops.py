@@ -14,8 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from services.api.deps import Backends, BackendsDep
 from services.api.models import Health, Status
 from services.api.queries import iso
-from shared.events import utcnow
-from shared.topics import group_id, runner_group
+from shared.contract.events import utcnow
+from shared.contract.topics import group_id, runner_group
 
 log = logging.getLogger(__name__)
 router = APIRouter()

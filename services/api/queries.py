@@ -8,7 +8,7 @@ from typing import Any
 from cassandra.cluster import Session
 
 from services.api.errors import NotFound
-from shared.redaction import REDACTED
+from shared.domain.redaction import REDACTED
 
 
 def iso(value: datetime | None) -> str | None:

@@ -34,7 +34,8 @@ from services.api.models import (
 from services.api.orders import NotEnqueued
 from services.api.orders import OutcomeUnknown as OrderOutcomeUnknown
 from services.api.schemas import check_task_id, parse_job_spec
-from shared.events import (
+from services.recorder.indexes import task_words
+from shared.contract.events import (
     Command,
     ExecutionStopRequested,
     HostBlacklisted,
@@ -47,10 +48,9 @@ from shared.events import (
     new_execution_id,
     utcnow,
 )
-from shared.farms import farm_for
-from shared.indexes import task_words
-from shared.links import Links
-from shared.redaction import redact
+from shared.domain.farms import farm_for
+from shared.domain.links import Links
+from shared.domain.redaction import redact
 
 log = logging.getLogger(__name__)
 router = APIRouter()

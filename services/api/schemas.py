@@ -22,9 +22,9 @@ from pydantic import (
 )
 
 from services.api.errors import BadRequest
-from shared.addresses import literal_private, url_problem
-from shared.events import JobDefinition, MailEvent, Resources, RetryBackoff, Webhook, WebhookEvent
-from shared.schedule import check_cron, parse_duration, zone
+from shared.contract.events import JobDefinition, MailEvent, Resources, RetryBackoff, Webhook, WebhookEvent
+from shared.domain.addresses import literal_private, url_problem
+from shared.domain.schedule import check_cron, parse_duration, zone
 
 # Every pattern is matched against the WHOLE value (fullmatch): `$` alone would let a trailing newline through.
 TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")

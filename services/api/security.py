@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
-from shared.settings import ApiSettings
+from shared.process.settings import ApiSettings
 
 # Open even when authentication is on: load balancers and orchestrators probe it.
 OPEN_PATHS = frozenset({"/healthcheck", "/healthcheck/"})

@@ -1,9 +1,9 @@
 """`python -m services.notifier`."""
 
 from services.notifier.service import serve
-from shared.lifecycle import stop_on_signals
-from shared.logs import setup_logging
-from shared.settings import NotifierSettings
+from shared.process.lifecycle import stop_on_signals
+from shared.process.logs import setup_logging
+from shared.process.settings import NotifierSettings
 
 if __name__ == "__main__":
     settings = NotifierSettings()

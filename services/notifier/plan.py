@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from shared.events import ExecutionFinished, ExecutionStarted, JobDefinition
-from shared.links import Links
-from shared.redaction import redact
+from shared.contract.events import ExecutionFinished, ExecutionStarted, JobDefinition
+from shared.domain.links import Links
+from shared.domain.redaction import redact
 
 Channel = Literal["webhook", "mail"]
 # Namespace of delivery ids: one id per (execution, event, channel, target), whatever redelivers the event.

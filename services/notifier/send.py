@@ -9,8 +9,8 @@ from html import escape
 import httpx
 
 from services.notifier.plan import Delivery, signature, webhook_body
-from shared.addresses import resolves_private
-from shared.settings import NotifierSettings
+from shared.domain.addresses import resolves_private
+from shared.process.settings import NotifierSettings
 
 USER_AGENT = "fastlane-notifier/1"
 

@@ -19,18 +19,18 @@ from cassandra.cluster import Session
 from confluent_kafka import Consumer, Message, TopicPartition
 from pydantic import ValidationError
 
+from services.migrate import prepare_backends
 from services.notifier.plan import Delivery, plan
 from services.notifier.send import Failed, Sender
 from services.notifier.store import Store
 from services.notifier.waiting import Waiting, WaitingEvents
-from shared.cassandra import connect
-from shared.events import Event, ExecutionFinished, ExecutionStarted, JobDefinition, encode, utcnow
-from shared.kafka import EventProducer, retry_until_done, run_consumer
-from shared.lifecycle import prepare_backends
-from shared.links import Links
-from shared.schedule import backoff_delay
-from shared.settings import NotifierSettings
-from shared.topics import Topics, group_id
+from shared.contract.events import Event, ExecutionFinished, ExecutionStarted, JobDefinition, encode, utcnow
+from shared.contract.topics import Topics, group_id
+from shared.domain.links import Links
+from shared.domain.schedule import backoff_delay
+from shared.infra.cassandra import connect
+from shared.infra.kafka import EventProducer, retry_until_done, run_consumer
+from shared.process.settings import NotifierSettings
 
 log = logging.getLogger("notifier")
 

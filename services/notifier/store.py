@@ -6,7 +6,23 @@ from collections.abc import Iterable
 from cassandra.cluster import Session
 
 from services.notifier.plan import Delivery
-from shared.events import utcnow
+from shared.contract.events import utcnow
+from shared.infra.cassandra import Schema
+
+SCHEMA = Schema(
+    tables=(
+        # Deliveries not finished yet, by the partition of the execution event that caused them: the notifier
+        # holding that partition of `executions` owns them, and takes them up after a restart or a rebalance.
+        """CREATE TABLE IF NOT EXISTS {ks}.pending_deliveries (
+        partition int, delivery_id uuid, delivery text, PRIMARY KEY ((partition), delivery_id))""",
+        # Every delivery of an execution, its attempts and outcome: shown on the execution in the API.
+        """CREATE TABLE IF NOT EXISTS {ks}.deliveries (
+        task_id text, job_id uuid, execution_id timeuuid, delivery_id uuid, channel text, event text,
+        target text, state text, attempts int, status_code int, last_error text, updated_at timestamp,
+        PRIMARY KEY ((task_id, job_id, execution_id), delivery_id))""",
+    ),
+    retained=("deliveries",),
+)
 
 
 class Store:

@@ -13,7 +13,18 @@ from datetime import UTC, datetime
 
 from cassandra.cluster import Session
 
-from shared.events import ExecutionFinished, ExecutionStarted, decode, encode
+from shared.contract.events import ExecutionFinished, ExecutionStarted, decode, encode
+from shared.infra.cassandra import Schema
+
+SCHEMA = Schema(
+    tables=(
+        # An execution event whose job definition is not in `jobs` yet (the API's early write failed and the
+        # recorder lags): kept by the partition of the event, looked at again until the row comes or patience ends.
+        """CREATE TABLE IF NOT EXISTS {ks}.notify_waiting (
+        partition int, event_id uuid, event text, origin_offset bigint, first_seen timestamp,
+        PRIMARY KEY ((partition), event_id))""",
+    )
+)
 
 
 @dataclass

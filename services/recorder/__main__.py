@@ -1,9 +1,9 @@
 """`python -m services.recorder`."""
 
 from services.recorder.service import serve
-from shared.lifecycle import stop_on_signals
-from shared.logs import setup_logging
-from shared.settings import Settings
+from shared.process.lifecycle import stop_on_signals
+from shared.process.logs import setup_logging
+from shared.process.settings import Settings
 
 if __name__ == "__main__":
     settings = Settings()

@@ -5,15 +5,15 @@ import threading
 
 from confluent_kafka import Message
 
-from shared.cassandra import connect
-from shared.events import Event, ExecutionFinished
-from shared.indexes import Indexes
-from shared.kafka import EventProducer, run_consumer
-from shared.lifecycle import prepare_backends
-from shared.projections import Projections
-from shared.settings import Settings
-from shared.topics import Topics, group_id
-from shared.writes import Writes
+from services.migrate import prepare_backends
+from services.recorder.indexes import Indexes
+from services.recorder.projections import Projections
+from shared.contract.events import Event, ExecutionFinished
+from shared.contract.topics import Topics, group_id
+from shared.infra.cassandra import connect
+from shared.infra.kafka import EventProducer, run_consumer
+from shared.infra.writes import Writes
+from shared.process.settings import Settings
 
 log = logging.getLogger("recorder")
 

@@ -1,9 +1,9 @@
 """`python -m services.runner`."""
 
 from services.runner.service import serve
-from shared.lifecycle import stop_on_signals
-from shared.logs import setup_logging
-from shared.settings import RunnerSettings
+from shared.process.lifecycle import stop_on_signals
+from shared.process.logs import setup_logging
+from shared.process.settings import RunnerSettings
 
 if __name__ == "__main__":
     settings = RunnerSettings()

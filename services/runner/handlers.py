@@ -17,20 +17,20 @@ from services.runner.runtime import (
     RuntimeFailure,
     split_command,
 )
-from shared.events import (
+from shared.contract.events import (
     ExecutionDue,
     ExecutionFinished,
     ExecutionPulling,
     ExecutionStarted,
     ExecutionStatus,
-    Message,
+    JobMessage,
     utcnow,
 )
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-Publish = Callable[[Message], None]
+Publish = Callable[[JobMessage], None]
 
 
 def container_name(due: ExecutionDue) -> str:

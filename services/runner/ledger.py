@@ -23,12 +23,33 @@ import uuid
 from cassandra.cluster import Session
 from pydantic import ValidationError
 
-from shared.events import ExecutionDue
+from shared.contract.events import ExecutionDue
+from shared.infra.cassandra import Schema
 
 LOST = "lost:"
 DONE = "done:"
 HANDED_BACK = "handed-back:"
 log = logging.getLogger(__name__)
+
+
+SCHEMA = Schema(
+    tables=(
+        # Which host runs an execution: claimed with a lightweight transaction, so a redelivered ExecutionDue
+        # never starts a second container on another host. Kept 30 days (longer than any redelivery).
+        """CREATE TABLE IF NOT EXISTS {ks}.execution_claims (execution_id timeuuid PRIMARY KEY, host text)
+    WITH default_time_to_live = 2592000""",
+        # What each host holds and has not finished yet, with the ExecutionDue itself: what a restarted runner
+        # takes up again, and what is failed when its host is lost.
+        """CREATE TABLE IF NOT EXISTS {ks}.host_executions (
+        host text, execution_id timeuuid, due text, PRIMARY KEY ((host), execution_id))""",
+        # Each runner's own liveness token, rewritten every heartbeat interval straight from the runner (not through
+        # Kafka and the recorder): a peer is judged lost only when its token stopped changing while the judge itself
+        # kept reaching Cassandra (services/runner/liveness.py), whatever the clocks of either machine say.
+        "CREATE TABLE IF NOT EXISTS {ks}.host_beats (host text PRIMARY KEY, beat timeuuid)",
+    ),
+    # The ExecutionFinished a runner reported with no container left to read it from again.
+    added_columns=(("execution_claims", "report", "text"),),
+)
 
 
 class Ledger:

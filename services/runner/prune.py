@@ -13,10 +13,10 @@ from datetime import timedelta
 from services.runner.ledger import Ledger
 from services.runner.runtime import DockerRuntime
 from services.runner.service import docker_tls
-from shared.cassandra import connect
-from shared.events import utcnow
-from shared.logs import setup_logging
-from shared.settings import RunnerSettings
+from shared.contract.events import utcnow
+from shared.infra.cassandra import connect
+from shared.process.logs import setup_logging
+from shared.process.settings import RunnerSettings
 
 log = logging.getLogger("prune")
 

@@ -30,7 +30,7 @@ class EngineUnavailable(RuntimeFailure):
     the engine did nothing; True when it may have done it with the answer lost (a timeout, a cut connection):
     a container whose creation or start went unanswered may exist and run."""
 
-    transient = True  # shared.failures: retried while it lasts, never counted against the message
+    transient = True  # shared.infra.failures: retried while it lasts, never counted against the message
 
     def __init__(self, message: str, reached: bool = True) -> None:
         super().__init__(message)

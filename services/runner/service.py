@@ -13,27 +13,27 @@ import docker
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from pydantic import ValidationError
 
+from services.migrate import prepare_backends
 from services.runner.breaker import Breaker
 from services.runner.handlers import Limits, clip_error, container_name, run_execution
 from services.runner.ledger import DONE, HANDED_BACK, LOST, Ledger
 from services.runner.liveness import Liveness
 from services.runner.offsets import OffsetTracker
 from services.runner.runtime import DockerRuntime, EngineUnavailable, Interrupted
-from shared.cassandra import connect
-from shared.events import (
+from shared.contract.events import (
     ExecutionDue,
     ExecutionFinished,
     ExecutionStarted,
+    JobMessage,
     RunnerHeartbeat,
     StopExecution,
     decode,
 )
-from shared.events import Message as EventMessage
-from shared.failures import GaveUp
-from shared.kafka import EventProducer, consumer_config, decode_or_park, is_record, retry_until_done
-from shared.lifecycle import prepare_backends
-from shared.settings import RunnerSettings
-from shared.topics import Topics, group_id, runner_group
+from shared.contract.topics import Topics, group_id, runner_group
+from shared.infra.cassandra import connect
+from shared.infra.failures import GaveUp
+from shared.infra.kafka import EventProducer, consumer_config, decode_or_park, is_record, retry_until_done
+from shared.process.settings import RunnerSettings
 
 log = logging.getLogger("runner")
 RUNNER_VERSION = "0.1.0"
@@ -354,7 +354,7 @@ class Runner:
             engine_answered: list[bool] = []
             started: list[ExecutionStarted] = []
 
-            def publish(event: EventMessage) -> None:
+            def publish(event: JobMessage) -> None:
                 if isinstance(event, ExecutionFinished):
                     self._report_end(event)
                 else:
@@ -635,7 +635,7 @@ class Runner:
         finally:
             consumer.close()
 
-    def _publish(self, event: EventMessage) -> None:
+    def _publish(self, event: JobMessage) -> None:
         self.producer.publish(self.topics.executions, event)
 
     def _store_finished(self) -> None:

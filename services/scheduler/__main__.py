@@ -1,9 +1,9 @@
 """`python -m services.scheduler`."""
 
 from services.scheduler.service import serve
-from shared.lifecycle import stop_on_signals
-from shared.logs import setup_logging
-from shared.settings import SchedulerSettings
+from shared.process.lifecycle import stop_on_signals
+from shared.process.logs import setup_logging
+from shared.process.settings import SchedulerSettings
 
 if __name__ == "__main__":
     settings = SchedulerSettings()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from services.scheduler.state import JobState, Timer
-from shared.events import (
+from shared.contract.events import (
     Event,
     ExecutionDue,
     ExecutionFinished,
@@ -19,7 +19,7 @@ from shared.events import (
     StopExecution,
     new_execution_id,
 )
-from shared.schedule import ScheduleError, backoff_delay, next_cron_fire
+from shared.domain.schedule import ScheduleError, backoff_delay, next_cron_fire
 
 RETRYABLE = frozenset({"failed", "timedout"})
 

@@ -30,9 +30,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import Message as KafkaMessage
 from pydantic import ValidationError
 
+from services.migrate import prepare_backends
 from services.scheduler.handlers import Decision, Output, Policy, fire_due_timers, handle, refuse, unschedulable
 from services.scheduler.state import JobState
-from shared.events import (
+from shared.contract.events import (
     Event,
     ExecutionFinished,
     HostEvent,
@@ -45,11 +46,10 @@ from shared.events import (
     encode,
     utcnow,
 )
-from shared.failures import reason
-from shared.kafka import PARTITIONER, dead_letter_record, is_record, pause_after
-from shared.lifecycle import prepare_backends
-from shared.settings import SchedulerSettings
-from shared.topics import Topics, group_id
+from shared.contract.topics import Topics, group_id
+from shared.infra.failures import reason
+from shared.infra.kafka import PARTITIONER, dead_letter_record, is_record, pause_after
+from shared.process.settings import SchedulerSettings
 
 log = logging.getLogger("scheduler")
 

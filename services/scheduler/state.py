@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.events import JobDefinition
+from shared.contract.events import JobDefinition
 
 TimerKind = Literal["start", "cron", "retry"]
 

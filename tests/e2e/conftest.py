@@ -1,4 +1,4 @@
-"""The whole stack for end-to-end tests: the four services as real processes, as `make run` starts them,
+"""The whole stack for end-to-end tests: the five services as real processes, as `make run` starts them,
 on this session's isolated topics and keyspace, with the API on a port of its own."""
 
 from collections.abc import Iterator
@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from services.devstack import SERVICES, DevStack
-from shared.settings import RunnerSettings
+from shared.process.settings import RunnerSettings
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from schemathesis.schemas import BaseSchema
 
 from services.api.app import create_app
 from services.devstack import DevStack
-from shared.settings import ApiSettings, Settings
+from shared.process.settings import ApiSettings, Settings
 from tests.conftest import TEST_IMAGE, drop_stack_data
 from tests.e2e.lifecycle import FINAL, wait_status
 

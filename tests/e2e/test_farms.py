@@ -24,9 +24,9 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from services.devstack import DevStack
-from shared.events import ExecutionDue, ExecutionFinished, ExecutionPulling, encode, new_execution_id
-from shared.settings import Settings
-from shared.topics import Topics
+from shared.contract.events import ExecutionDue, ExecutionFinished, ExecutionPulling, encode, new_execution_id
+from shared.contract.topics import Topics
+from shared.process.settings import Settings
 from tests.conftest import ROOT, TEST_IMAGE
 from tests.e2e.lifecycle import FINAL, post_job, wait_executions, wait_status
 from tests.helpers import eventually, read_events

@@ -17,9 +17,9 @@ import pytest
 from confluent_kafka import Producer
 
 from services.devstack import DevStack
-from shared.events import ExecutionDue, ExecutionFinished, JobDefinition, JobRequested, RunnerHeartbeat, encode
-from shared.settings import Settings
-from shared.topics import Topics
+from shared.contract.events import ExecutionDue, ExecutionFinished, JobDefinition, JobRequested, RunnerHeartbeat, encode
+from shared.contract.topics import Topics
+from shared.process.settings import Settings
 from tests.conftest import TEST_IMAGE
 from tests.e2e.lifecycle import FINAL, post_job, wait_executions, wait_status
 from tests.helpers import eventually, parked_headers

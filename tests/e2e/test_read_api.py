@@ -4,8 +4,8 @@ import uuid
 
 import httpx
 
-from shared.settings import Settings
-from shared.topics import Topics
+from shared.contract.topics import Topics
+from shared.process.settings import Settings
 from tests.e2e.lifecycle import post_job, wait_executions, wait_status
 from tests.helpers import eventually
 

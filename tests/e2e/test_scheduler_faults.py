@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 
 from services.devstack import DevStack
-from shared.events import ExecutionDue
-from shared.settings import Settings
-from shared.topics import Topics
+from shared.contract.events import ExecutionDue
+from shared.contract.topics import Topics
+from shared.process.settings import Settings
 from tests.conftest import TEST_IMAGE
 from tests.e2e.lifecycle import executions, wait_executions
 from tests.helpers import eventually, read_events

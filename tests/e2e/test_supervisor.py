@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from services.devstack import ROOT, SERVICES, free_port
-from shared.lifecycle import prepare_backends
+from services.migrate import prepare_backends
 from tests.conftest import AllSettings, drop_stack_data
 from tests.helpers import eventually
 

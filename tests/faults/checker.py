@@ -36,7 +36,7 @@ import httpx
 from confluent_kafka import Consumer
 from pydantic import ValidationError
 
-from shared.events import Event, ExecutionDue, ExecutionFinished, ExecutionPulling, ExecutionStarted, decode
+from shared.contract.events import Event, ExecutionDue, ExecutionFinished, ExecutionPulling, ExecutionStarted, decode
 
 FINAL = frozenset({"done", "failed", "timedout", "expired", "stopped"})
 RETRIED = frozenset({"failed", "timedout"})

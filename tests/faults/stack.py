@@ -17,9 +17,9 @@ from typing import IO, Any, Protocol
 import httpx
 
 from services.devstack import DevStack
-from shared.farms import Farm
-from shared.settings import Settings
-from shared.topics import Topics
+from shared.contract.topics import Topics
+from shared.domain.farms import Farm
+from shared.process.settings import Settings
 from tests.faults.backends import (
     CASSANDRA_ADDR,
     ENGINE_URL,

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.events import ExecutionFinished
+from shared.contract.events import ExecutionFinished
 from tests.faults.checker import ApiWatch, Checker, EngineWatch, EventWatch, JobSpec, WebhookReceiver
 
 API = "http://fastlane.test"

@@ -13,7 +13,7 @@ from cassandra.cluster import Session
 from fastapi.testclient import TestClient
 
 from services.api.app import create_app
-from shared.settings import ApiSettings
+from shared.process.settings import ApiSettings
 from tests.helpers import TcpProxy
 
 

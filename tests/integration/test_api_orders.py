@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from services.api.app import create_app
 from services.api.deps import Backends, bootstrap
 from services.api.orders import NotEnqueued, OrderPublisher
-from shared.events import ExecutionDue, new_execution_id
-from shared.kafka import EventProducer
-from shared.settings import ApiSettings
-from shared.topics import Topics
+from shared.contract.events import ExecutionDue, new_execution_id
+from shared.contract.topics import Topics
+from shared.infra.kafka import EventProducer
+from shared.process.settings import ApiSettings
 
 
 class AckLost:

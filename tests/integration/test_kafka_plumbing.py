@@ -7,11 +7,11 @@ import pytest
 from cassandra import OperationTimedOut
 from confluent_kafka import Consumer, Producer
 
-from shared.events import Event, ExecutionDue, new_execution_id
-from shared.failures import POISON_ATTEMPTS
-from shared.kafka import EventProducer, run_consumer
-from shared.settings import Settings
-from shared.topics import Topics
+from shared.contract.events import Event, ExecutionDue, new_execution_id
+from shared.contract.topics import Topics
+from shared.infra.failures import POISON_ATTEMPTS
+from shared.infra.kafka import EventProducer, run_consumer
+from shared.process.settings import Settings
 from tests import helpers
 from tests.helpers import eventually
 

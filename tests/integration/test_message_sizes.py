@@ -19,10 +19,10 @@ from services.api.schemas import parse_job_spec
 from services.runner.handlers import Limits, run_execution
 from services.runner.runtime import DockerRuntime
 from services.scheduler.service import serve as serve_scheduler
-from shared.events import ExecutionDue, ExecutionFinished, JobRequested, encode, new_execution_id, utcnow
-from shared.kafka import EventProducer
-from shared.settings import ApiSettings, RunnerSettings, Settings
-from shared.topics import Topics
+from shared.contract.events import ExecutionDue, ExecutionFinished, JobRequested, encode, new_execution_id, utcnow
+from shared.contract.topics import Topics
+from shared.infra.kafka import EventProducer
+from shared.process.settings import ApiSettings, RunnerSettings, Settings
 from tests.conftest import TEST_IMAGE
 from tests.helpers import eventually, read_events, start_thread
 

@@ -11,9 +11,9 @@ import pytest
 
 from services.notifier.plan import plan
 from services.notifier.send import Sender
-from shared.events import ExecutionFinished, JobDefinition, Webhook
-from shared.links import Links
-from shared.settings import NotifierSettings
+from shared.contract.events import ExecutionFinished, JobDefinition, Webhook
+from shared.domain.links import Links
+from shared.process.settings import NotifierSettings
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from cassandra.cluster import Session
 from services.runner.ledger import Ledger
 from services.runner.prune import prune
 from services.runner.runtime import LABEL, ContainerSpec, DockerRuntime
-from shared.events import ExecutionDue, new_execution_id
-from shared.settings import RunnerSettings
+from shared.contract.events import ExecutionDue, new_execution_id
+from shared.process.settings import RunnerSettings
 from tests.conftest import TEST_IMAGE
 
 

@@ -6,8 +6,10 @@ from datetime import UTC, timedelta
 import pytest
 from cassandra.cluster import Session
 
+from services.recorder.indexes import Indexes
+from services.recorder.projections import Projections
 from services.recorder.service import serve
-from shared.events import (
+from shared.contract.events import (
     ExecutionDue,
     ExecutionFinished,
     ExecutionStarted,
@@ -17,11 +19,9 @@ from shared.events import (
     new_execution_id,
     utcnow,
 )
-from shared.indexes import Indexes
-from shared.kafka import EventProducer
-from shared.projections import Projections
-from shared.settings import Settings
-from shared.topics import Topics
+from shared.contract.topics import Topics
+from shared.infra.kafka import EventProducer
+from shared.process.settings import Settings
 from tests.helpers import eventually, start_thread
 
 

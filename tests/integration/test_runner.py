@@ -7,10 +7,10 @@ import pytest
 
 from services.runner.runtime import ContainerSpec, DockerRuntime, RuntimeFailure
 from services.runner.service import serve
-from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, new_execution_id
-from shared.kafka import EventProducer
-from shared.settings import RunnerSettings
-from shared.topics import Topics
+from shared.contract.events import ExecutionDue, ExecutionFinished, ExecutionStarted, new_execution_id
+from shared.contract.topics import Topics
+from shared.infra.kafka import EventProducer
+from shared.process.settings import RunnerSettings
 from tests.conftest import TEST_IMAGE
 from tests.helpers import eventually, read_events, start_thread
 

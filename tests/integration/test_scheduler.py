@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient
 
 from services.devstack import ROOT, free_port
 from services.scheduler.service import Scheduler, serve
-from shared.events import (
+from shared.contract.events import (
     ExecutionDue,
     ExecutionFinished,
     JobDefinition,
@@ -25,9 +25,9 @@ from shared.events import (
     new_execution_id,
     utcnow,
 )
-from shared.kafka import PARTITIONER, EventProducer, ensure_topics
-from shared.settings import Settings
-from shared.topics import Topics
+from shared.contract.topics import Topics
+from shared.infra.kafka import PARTITIONER, EventProducer, ensure_topics
+from shared.process.settings import Settings
 from tests.conftest import AllSettings
 from tests.helpers import eventually, read_events, start_thread
 

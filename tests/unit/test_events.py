@@ -4,7 +4,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from shared.events import (
+from services.recorder.projections import execution_created_at, write_time
+from shared.contract.events import (
     ExecutionDue,
     ExecutionFinished,
     JobDefinition,
@@ -13,7 +14,6 @@ from shared.events import (
     encode,
     new_execution_id,
 )
-from shared.projections import execution_created_at, write_time
 
 
 def test_events_round_trip_through_json() -> None:

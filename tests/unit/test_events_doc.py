@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from shared.events import decode
+from shared.contract.events import decode
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 

@@ -1,9 +1,9 @@
 import pytest
 from pydantic import ValidationError
 
-from shared.farms import Farm, due_topic, farm_for
-from shared.settings import RunnerSettings, Settings
-from shared.topics import Topics
+from shared.contract.topics import Topics
+from shared.domain.farms import Farm, due_topic, farm_for
+from shared.process.settings import RunnerSettings, Settings
 
 FARMS = [
     {"match": "producta.+", "hosts": ["h1:2375", "h2:2375"], "maxRunning": 5},

@@ -10,11 +10,11 @@ import pytest
 
 from services.notifier.plan import event_names, plan, signature, webhook_body
 from services.notifier.send import mail_message
-from shared.addresses import is_private, literal_private, resolves_private, url_problem
-from shared.events import ExecutionFinished, ExecutionStarted, JobDefinition, Webhook
-from shared.links import Links
-from shared.schedule import backoff_delay
-from shared.settings import NotifierSettings
+from shared.contract.events import ExecutionFinished, ExecutionStarted, JobDefinition, Webhook
+from shared.domain.addresses import is_private, literal_private, resolves_private, url_problem
+from shared.domain.links import Links
+from shared.domain.schedule import backoff_delay
+from shared.process.settings import NotifierSettings
 
 LINKS = Links("http://fl.example:10000/")
 IDS = {"task_id": "t1", "job_id": uuid.uuid4(), "execution_id": uuid.uuid1()}

@@ -20,7 +20,14 @@ from services.runner.runtime import (
     Started,
     demultiplex,
 )
-from shared.events import ExecutionDue, ExecutionFinished, ExecutionStarted, Message, new_execution_id, utcnow
+from shared.contract.events import (
+    ExecutionDue,
+    ExecutionFinished,
+    ExecutionStarted,
+    JobMessage,
+    new_execution_id,
+    utcnow,
+)
 
 
 class FakeRuntime:
@@ -81,8 +88,8 @@ def due(command: str = "echo 'it works'", **kw: Any) -> ExecutionDue:
 
 def run(
     d: ExecutionDue, runtime: FakeRuntime, limits: Limits | None = None, cancel: threading.Event | None = None
-) -> list[Message]:
-    published: list[Message] = []
+) -> list[JobMessage]:
+    published: list[JobMessage] = []
     run_execution(
         d, runtime, published.append, "host-1", limits or Limits(max_log_bytes=1024), threading.Event(), cancel
     )
@@ -187,7 +194,7 @@ def test_the_slot_is_given_back_once_the_container_has_ended_before_it_is_report
     """An ended container no longer counts as running: the caller may start the next one while this one's
     logs are reported and it is removed."""
     runtime = FakeRuntime(exit_code=0, runs_for=2)
-    published: list[Message] = []
+    published: list[JobMessage] = []
     seen_at_exit: list[tuple[int, list[str]]] = []
     run_execution(
         due(),
@@ -217,7 +224,7 @@ class SilentEngine(FakeRuntime):
 
 
 def test_an_execution_fails_when_its_engine_stays_silent_for_the_configured_time() -> None:
-    published: list[Message] = []
+    published: list[JobMessage] = []
     exits: list[int] = []
     runtime = SilentEngine()
     answered = run_execution(
@@ -236,7 +243,7 @@ def test_an_execution_fails_when_its_engine_stays_silent_for_the_configured_time
 
 
 def test_a_short_silence_of_the_engine_is_waited_out() -> None:
-    published: list[Message] = []
+    published: list[JobMessage] = []
     answered = run_execution(
         due(), SilentEngine(silent_for=2), published.append, "host-1", Limits(engine_lost_after_s=30), threading.Event()
     )
@@ -273,7 +280,7 @@ class LogsUnreadable(FakeRuntime):
 
 
 def test_an_engine_lost_after_the_container_ended_costs_the_logs_not_a_second_run() -> None:
-    published: list[Message] = []
+    published: list[JobMessage] = []
     runtime = LogsUnreadable()
     answered = run_execution(
         due(), runtime, published.append, "host-1", Limits(engine_lost_after_s=0.5), threading.Event()
@@ -286,7 +293,7 @@ def test_an_engine_lost_after_the_container_ended_costs_the_logs_not_a_second_ru
 
 
 def test_logs_are_read_once_the_engine_answers_again() -> None:
-    published: list[Message] = []
+    published: list[JobMessage] = []
     runtime = LogsUnreadable(silent_for=1)
     answered = run_execution(
         due(), runtime, published.append, "host-1", Limits(engine_lost_after_s=30), threading.Event()

@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 from services.runner import handlers as runner_handlers
 from services.runner.handlers import Limits, run_execution
 from services.runner.runtime import ContainerSpec, EngineUnavailable, Interrupted, RuntimeFailure, Started
-from shared.events import (
+from shared.contract.events import (
     FINAL_STATUSES,
     ExecutionDue,
     ExecutionFinished,
     ExecutionPulling,
     ExecutionStarted,
-    Message,
+    JobMessage,
     encode,
     new_execution_id,
     utcnow,
@@ -220,7 +220,7 @@ def serialized_size(text: str) -> int:
 
 @dataclass
 class Outcome:
-    published: list[Message]
+    published: list[JobMessage]
     engine: FakeEngine
     returned: bool | None = None
     raised: BaseException | None = None

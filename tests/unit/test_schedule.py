@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.events import RetryBackoff
-from shared.schedule import ScheduleError, backoff_delay, check_cron, next_cron_fire, parse_duration
+from shared.contract.events import RetryBackoff
+from shared.domain.schedule import ScheduleError, backoff_delay, check_cron, next_cron_fire, parse_duration
 
 
 @pytest.mark.parametrize(

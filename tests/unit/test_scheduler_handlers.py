@@ -4,7 +4,7 @@ from typing import Any
 
 from services.scheduler.handlers import Decision, Policy, fire_due_timers, handle
 from services.scheduler.state import JobState
-from shared.events import (
+from shared.contract.events import (
     ExecutionDue,
     ExecutionFinished,
     ExecutionStopRequested,

@@ -20,18 +20,18 @@ from services.api.errors import BadRequest
 from services.api.schemas import parse_job_spec
 from services.scheduler.handlers import Decision, Policy, fire_due_timers, handle
 from services.scheduler.state import JobState
-from shared.events import (
+from shared.contract.events import (
     Event,
     ExecutionDue,
     ExecutionFinished,
     ExecutionStopRequested,
     HostEvent,
     JobDefinition,
+    JobMessage,
     JobRequested,
     JobRetryRequested,
     JobStopRequested,
     JobUpdated,
-    Message,
     StopExecution,
     decode,
     encode,
@@ -208,7 +208,7 @@ def accepted(body: dict[str, Any], now: datetime) -> JobDefinition | None:
     return spec.definition(now, TIMEOUT_HARD_LIMIT_S)
 
 
-def over_the_wire(message: Message | HostEvent) -> Any:
+def over_the_wire(message: JobMessage | HostEvent) -> Any:
     """What the scheduler reads: the message encoded by its producer and decoded from Kafka."""
     return decode(encode(message))
 

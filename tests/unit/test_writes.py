@@ -5,7 +5,7 @@ from typing import Any, cast
 
 from cassandra.query import PreparedStatement
 
-from shared.writes import MAX_BATCH_BYTES, MAX_BATCH_STATEMENTS, chunks, value_size
+from shared.infra.writes import MAX_BATCH_BYTES, MAX_BATCH_STATEMENTS, chunks, value_size
 
 STATEMENT = cast(PreparedStatement, object())
 

@@ -5,7 +5,7 @@ import logging
 import sys
 from typing import Any
 
-from shared.settings import Settings
+from shared.process.settings import Settings
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is printed as a field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}

@@ -16,7 +16,7 @@ from typing import Any
 
 from cassandra.cluster import Session
 
-from shared.events import (
+from shared.contract.events import (
     Command,
     Event,
     ExecutionDue,
@@ -30,7 +30,7 @@ from shared.events import (
     JobUpdated,
     StopExecution,
 )
-from shared.writes import Writes, joined
+from shared.infra.writes import Writes, joined
 
 
 def write_time(at: datetime) -> int:

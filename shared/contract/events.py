@@ -45,8 +45,8 @@ def new_execution_id(at: datetime | None = None, seed: uuid.UUID | None = None) 
     )
 
 
-class Message(BaseModel):
-    """Fields every message carries."""
+class JobMessage(BaseModel):
+    """Fields every message about a job carries (host events are `HostEvent`s)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -129,31 +129,34 @@ class JobDefinition(BaseModel):
         return self.start_at is None and self.cron is None
 
 
-class JobRequested(Message):
-    """Order from the API: a job was created; schedule its executions. `execution_id` is set when it runs now."""
+class JobOrder(JobMessage):
+    """What both job orders carry (they differ in meaning only): the definition, and `execution_id` when the
+    job runs now."""
 
-    type: Literal["JobRequested"] = "JobRequested"
     execution_id: uuid.UUID | None = None
     definition: JobDefinition
     request_ip: str | None = None
 
 
-class JobUpdated(Message):
+class JobRequested(JobOrder):
+    """Order from the API (POST): a job was created; schedule its executions."""
+
+    type: Literal["JobRequested"] = "JobRequested"
+
+
+class JobUpdated(JobOrder):
     """Order from the API (PUT): create the job with this id or replace its definition and reschedule it."""
 
     type: Literal["JobUpdated"] = "JobUpdated"
-    execution_id: uuid.UUID | None = None
-    definition: JobDefinition
-    request_ip: str | None = None
 
 
-class JobStopRequested(Message):
+class JobStopRequested(JobMessage):
     """Order: stop the job's running executions and cancel every future one (schedule, cron, retries)."""
 
     type: Literal["JobStopRequested"] = "JobStopRequested"
 
 
-class JobRetryRequested(Message):
+class JobRetryRequested(JobMessage):
     """Order: run the job again now, as a new execution (`execution_id`, chosen by the API)."""
 
     type: Literal["JobRetryRequested"] = "JobRetryRequested"
@@ -161,14 +164,14 @@ class JobRetryRequested(Message):
     request_ip: str | None = None
 
 
-class ExecutionStopRequested(Message):
+class ExecutionStopRequested(JobMessage):
     """Order: stop this one execution; the job's schedule carries on."""
 
     type: Literal["ExecutionStopRequested"] = "ExecutionStopRequested"
     execution_id: uuid.UUID
 
 
-class ExecutionDue(Message):
+class ExecutionDue(JobMessage):
     """The scheduler decided an execution runs now; a runner picks it up.
 
     `expiration`: a runner that would start it later ends it `expired` instead. `timeout_s`: the runner stops
@@ -187,14 +190,14 @@ class ExecutionDue(Message):
     resources: Resources | None = None
 
 
-class StopExecution(Message):
+class StopExecution(JobMessage):
     """Broadcast to every runner: whichever holds this execution stops its container (ends `stopped`)."""
 
     type: Literal["StopExecution"] = "StopExecution"
     execution_id: uuid.UUID
 
 
-class ExecutionPulling(Message):
+class ExecutionPulling(JobMessage):
     """A runner is fetching the execution's image from its registry before starting it."""
 
     type: Literal["ExecutionPulling"] = "ExecutionPulling"
@@ -203,7 +206,7 @@ class ExecutionPulling(Message):
     image: str
 
 
-class ExecutionStarted(Message):
+class ExecutionStarted(JobMessage):
     """A runner started the execution's container."""
 
     type: Literal["ExecutionStarted"] = "ExecutionStarted"
@@ -212,7 +215,7 @@ class ExecutionStarted(Message):
     container_id: str
 
 
-class ExecutionFinished(Message):
+class ExecutionFinished(JobMessage):
     """The execution ended. `error` says why when it could not run at all (no exit code then)."""
 
     type: Literal["ExecutionFinished"] = "ExecutionFinished"
@@ -281,7 +284,7 @@ Event = Annotated[
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 
-def encode(event: Message | HostEvent) -> bytes:
+def encode(event: JobMessage | HostEvent) -> bytes:
     return event.model_dump_json().encode()
 
 

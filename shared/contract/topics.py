@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass, field
 
-from shared.farms import due_topic, farm_for
-from shared.settings import Settings
+from shared.domain.farms import due_topic, farm_for
+from shared.process.settings import Settings
 
 
 @dataclass(frozen=True)

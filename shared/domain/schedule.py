@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from shared.events import RetryBackoff
+from shared.contract.events import RetryBackoff
 
 _DURATION = re.compile(r"(?:(\d{1,7})h)?(?:(\d{1,9})m)?(?:(\d{1,11})s)?")
 # Longest `startIn` accepted; also keeps `now + duration` far from datetime's year 9999.

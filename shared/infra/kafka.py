@@ -17,12 +17,11 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_not_exception_type, wait_exponential
 
-from shared.events import Event, HostEvent, decode, encode
-from shared.events import Message as EventMessage
-from shared.failures import POISON_ATTEMPTS, GaveUp, is_transient
-from shared.net import wait_for_port
-from shared.settings import Settings
-from shared.topics import Topics
+from shared.contract.events import Event, HostEvent, JobMessage, decode, encode
+from shared.contract.topics import Topics
+from shared.infra.failures import POISON_ATTEMPTS, GaveUp, is_transient
+from shared.infra.net import wait_for_port
+from shared.process.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ class EventProducer:
         self._producer = Producer(self._config)
 
     def publish(
-        self, topic: str, event: EventMessage | HostEvent, timeout: float = 12.0, encoded: bytes | None = None
+        self, topic: str, event: JobMessage | HostEvent, timeout: float = 12.0, encoded: bytes | None = None
     ) -> None:
         """Send and wait for the broker's acknowledgement; raises KafkaException when it did not come. `encoded`:
         the event's encoding when the caller has it already."""
@@ -326,7 +325,7 @@ def retry_until_done(
 ) -> bool:
     """Run `action` until it succeeds, pausing longer after each failure (0.2 s doubling up to 10 s).
 
-    Failures of a backing service (shared.failures.is_transient) are retried for as long as they last. Any
+    Failures of a backing service (shared.infra.failures.is_transient) are retried for as long as they last. Any
     other failure is the message's own: after POISON_ATTEMPTS of those, GaveUp is raised (from the last one)
     and the caller parks the message or ends its execution with the reason, then goes on.
 

@@ -14,7 +14,8 @@ from datetime import datetime
 
 from cassandra.cluster import Session
 
-from shared.events import (
+from services.recorder.projections import write_time
+from shared.contract.events import (
     Event,
     ExecutionDue,
     ExecutionFinished,
@@ -25,8 +26,7 @@ from shared.events import (
     JobUpdated,
     RunnerHeartbeat,
 )
-from shared.projections import write_time
-from shared.writes import Writes, joined
+from shared.infra.writes import Writes, joined
 
 BUCKET = 0  # every task in one listing partition; see README (scale)
 GATED_MEMORY = 10_000  # execution ids whose gate this process has passed, remembered (oldest forgotten first)

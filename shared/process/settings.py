@@ -5,8 +5,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.events import RetryBackoff
-from shared.farms import Farm, name_farms
+from shared.contract.events import RetryBackoff
+from shared.domain.farms import Farm, name_farms
 
 
 class Settings(BaseSettings):

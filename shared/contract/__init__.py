@@ -1,0 +1,1 @@
+"""The public, versioned contract: every message fastlane puts on Kafka and the topics that carry them."""

@@ -1,0 +1,1 @@
+"""Rules of the domain, free of I/O: schedules and backoff, farms, redaction, resource links, webhook targets."""

@@ -1,0 +1,90 @@
+"""Cassandra plumbing: connecting (with patience at start-up) and migrating the tables the stores declare."""
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cassandra import InvalidRequest
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
+from cassandra.policies import RoundRobinPolicy
+
+from shared.infra.net import wait_for_port
+from shared.process.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The tables one store declares (each next to the code that uses them): CQL with `{ks}` for the keyspace,
+    every statement idempotent; columns added after a table's first release; and the tables whose rows expire
+    `FASTLANE_EXECUTION_RETENTION_DAYS` after they were last written."""
+
+    tables: tuple[str, ...]
+    added_columns: tuple[tuple[str, str, str], ...] = ()
+    retained: tuple[str, ...] = ()
+
+
+def _add_column(session: Session, table: str, column: str, kind: str) -> None:
+    try:
+        session.execute(f"ALTER TABLE {table} ADD {column} {kind}", timeout=60)
+    except InvalidRequest as exc:
+        if "conflicts with an existing column" not in str(exc) and "already exist" not in str(exc):
+            raise
+
+
+def connect(settings: Settings) -> tuple[Cluster, Session]:
+    """Connect, retrying until the node answers or the start-up timeout passes."""
+    wait_for_port(
+        settings.cassandra_contact_points[0], settings.cassandra_port, settings.startup_timeout_s, "Cassandra"
+    )
+    deadline = time.monotonic() + settings.startup_timeout_s
+    while True:
+        cluster = Cluster(
+            settings.cassandra_contact_points,
+            port=settings.cassandra_port,
+            connect_timeout=5,
+            execution_profiles={
+                EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=10)
+            },
+            protocol_version=5,
+        )
+        try:
+            return cluster, cluster.connect()
+        except NoHostAvailable:
+            cluster.shutdown()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def migrate(settings: Settings, schemas: Sequence[Schema]) -> None:
+    """Create the keyspace and the stores' tables when missing (safe to run again, and from several processes)."""
+    cluster, session = connect(settings)
+    try:
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH replication = "
+            f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.cassandra_replication_factor}}}"
+        )
+        for schema in schemas:
+            for statement in schema.tables:
+                session.execute(statement.format(ks=settings.keyspace), timeout=60)
+            for table, column, kind in schema.added_columns:
+                _add_column(session, f"{settings.keyspace}.{table}", column, kind)
+            for table in schema.retained:
+                _set_retention(session, settings.keyspace, table, settings.execution_retention_days)
+        log.info("schema ready", extra={"keyspace": settings.keyspace})
+    finally:
+        cluster.shutdown()
+
+
+def _set_retention(session: Session, keyspace: str, table: str, days: int) -> None:
+    """The table's rows expire `days` after they were last written; 0 keeps them forever."""
+    ttl = days * 86_400
+    row = session.execute(
+        "SELECT default_time_to_live FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s",
+        (keyspace, table),
+    ).one()
+    if row is not None and row.default_time_to_live != ttl:
+        session.execute(f"ALTER TABLE {keyspace}.{table} WITH default_time_to_live = {ttl}", timeout=60)

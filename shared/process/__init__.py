@@ -1,0 +1,1 @@
+"""What every service process shares: settings from FASTLANE_* variables, logging, start-up and stop."""
