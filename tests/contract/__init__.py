@@ -1,0 +1,1 @@
+"""One contract test suite per port, run against both the fake (tests/fakes/) and the real adapter."""
