@@ -1,6 +1,6 @@
 """`python -m services.recorder`."""
 
-from services.recorder.service import serve
+from services.recorder.bootstrap import serve
 from shared.process.lifecycle import stop_on_signals
 from shared.process.logs import setup_logging
 from shared.process.settings import Settings

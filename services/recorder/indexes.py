@@ -14,19 +14,17 @@ from datetime import datetime
 
 from cassandra.cluster import Session
 
-from services.recorder.projections import write_time
+from services.recorder.timestamps import write_time
 from shared.contract.events import (
-    Event,
     ExecutionDue,
     ExecutionFinished,
     ExecutionStarted,
-    JobRequested,
+    JobOrder,
     JobRetryRequested,
     JobStopRequested,
-    JobUpdated,
     RunnerHeartbeat,
 )
-from shared.infra.writes import Writes, joined
+from shared.infra.writes import Writes
 
 BUCKET = 0  # every task in one listing partition; see README (scale)
 GATED_MEMORY = 10_000  # execution ids whose gate this process has passed, remembered (oldest forgotten first)
@@ -38,7 +36,8 @@ def task_words(task_id: str) -> set[str]:
 
 
 class Indexes:
-    """Applies events to the listing tables and counters."""
+    """Each method adds one message's writes to the listing tables and counters to `w` (which message calls
+    which: services/recorder/handlers.py); the gates and reads are answered at once."""
 
     def __init__(self, session: Session, keyspace: str) -> None:
         self._session = session
@@ -99,55 +98,44 @@ class Indexes:
             f"UPDATE {ks}.job_counters SET executions = executions + 1 WHERE task_id = ? AND job_id = ?"
         )
 
-    def apply(self, event: Event, writes: Writes | None = None) -> None:
-        """Apply `event`; its row writes and increments join `writes` when given (the caller sends them), else
-        they are sent before this returns. The gates and reads are answered at once either way."""
-        with joined(self._session, writes) as w:
-            self._apply(event, w)
+    def job_ordered(self, e: JobOrder, w: Writes) -> None:
+        """A job created or replaced: its task, the job and its first execution listed and counted once; a job
+        that runs later is listed as scheduled."""
+        created = self._task_seen(e.task_id, e.occurred_at, w)
+        self._job_seen(e.task_id, e.job_id, w)
+        if e.execution_id is not None:
+            self._execution_seen(e.task_id, e.job_id, e.execution_id, w)
+        self._copy_jobs_count(e.task_id, created, w)
+        ts = write_time(e.occurred_at)
+        if e.definition.runs_now:
+            w.add(self._unschedule, (ts, BUCKET, e.task_id, e.job_id))
+        else:
+            w.add(self._schedule, (BUCKET, e.task_id, e.job_id, ts))
 
-    def _apply(self, event: Event, w: Writes) -> None:
-        if isinstance(event, RunnerHeartbeat):
-            self._host_seen(event, w)
-            return
-        ts = write_time(event.occurred_at)
-        if isinstance(event, JobRequested | JobUpdated):
-            created = self._task_seen(event.task_id, event.occurred_at, w)
-            self._job_seen(event.task_id, event.job_id, w)
-            if event.execution_id is not None:
-                self._execution_seen(event.task_id, event.job_id, event.execution_id, w)
-            self._copy_jobs_count(event.task_id, created, w)
-            if event.definition.runs_now:
-                w.add(self._unschedule, (ts, BUCKET, event.task_id, event.job_id))
-            else:
-                w.add(self._schedule, (BUCKET, event.task_id, event.job_id, ts))
-        elif isinstance(event, JobStopRequested):
-            w.add(self._unschedule, (ts, BUCKET, event.task_id, event.job_id))
-        elif isinstance(event, ExecutionDue | JobRetryRequested):
-            self._execution_seen(event.task_id, event.job_id, event.execution_id, w)
-            if isinstance(event, ExecutionDue) and not self._is_cron(event.task_id, event.job_id):
-                w.add(self._unschedule, (ts, BUCKET, event.task_id, event.job_id))
-        elif isinstance(event, ExecutionStarted):
-            w.add(
-                self._running,
-                (
-                    BUCKET,
-                    event.execution_id,
-                    event.task_id,
-                    event.job_id,
-                    event.host,
-                    event.container_id,
-                    event.occurred_at,
-                    ts,
-                ),
-            )
-        elif isinstance(event, ExecutionFinished):
-            w.add(self._not_running, (ts, BUCKET, event.execution_id))
+    def job_stop_requested(self, e: JobStopRequested, w: Writes) -> None:
+        w.add(self._unschedule, (write_time(e.occurred_at), BUCKET, e.task_id, e.job_id))
+
+    def job_retry_requested(self, e: JobRetryRequested, w: Writes) -> None:
+        self._execution_seen(e.task_id, e.job_id, e.execution_id, w)
+
+    def execution_due(self, e: ExecutionDue, w: Writes) -> None:
+        """Counted once; a job that does not come back (not a cron) is no longer scheduled."""
+        self._execution_seen(e.task_id, e.job_id, e.execution_id, w)
+        if not self._is_cron(e.task_id, e.job_id):
+            w.add(self._unschedule, (write_time(e.occurred_at), BUCKET, e.task_id, e.job_id))
+
+    def execution_started(self, e: ExecutionStarted, w: Writes) -> None:
+        ts = write_time(e.occurred_at)
+        w.add(self._running, (BUCKET, e.execution_id, e.task_id, e.job_id, e.host, e.container_id, e.occurred_at, ts))
+
+    def execution_finished(self, e: ExecutionFinished, w: Writes) -> None:
+        w.add(self._not_running, (write_time(e.occurred_at), BUCKET, e.execution_id))
 
     def _is_cron(self, task_id: str, job_id: uuid.UUID) -> bool:
         row = self._session.execute(self._job_definition, (task_id, job_id)).one()
         return bool(row and row.definition and json.loads(row.definition).get("cron"))
 
-    def _host_seen(self, beat: RunnerHeartbeat, w: Writes) -> None:
+    def host_seen(self, beat: RunnerHeartbeat, w: Writes) -> None:
         w.add(
             self._host,
             (

@@ -6,9 +6,12 @@ from datetime import UTC, timedelta
 import pytest
 from cassandra.cluster import Session
 
+from services.recorder.bootstrap import serve
+from services.recorder.handlers import Recorder
 from services.recorder.indexes import Indexes
 from services.recorder.projections import Projections
-from services.recorder.service import serve
+from services.recorder.reads import JobDefinitions
+from services.recorder.rows import ProjectionRows
 from shared.contract.events import (
     ExecutionDue,
     ExecutionFinished,
@@ -16,6 +19,7 @@ from shared.contract.events import (
     JobDefinition,
     JobRequested,
     JobUpdated,
+    Webhook,
     new_execution_id,
     utcnow,
 )
@@ -186,7 +190,7 @@ def test_an_update_replaces_the_definition_but_keeps_the_creation_time(
 def test_listing_rows_carry_the_latest_modification_and_the_job_count_whatever_the_order(
     backends: Settings, cassandra: Session
 ) -> None:
-    indexes = Indexes(cassandra, backends.keyspace)
+    recorder = Recorder(cassandra, ProjectionRows(cassandra, backends.keyspace), Indexes(cassandra, backends.keyspace))
     t0 = utcnow()
     task = f"listing-{uuid.uuid4().hex[:6]}-copy"
     requests = [
@@ -200,7 +204,7 @@ def test_listing_rows_carry_the_latest_modification_and_the_job_count_whatever_t
     ]
     # Newest first, then everything again (a replay): three jobs, last modified by the newest request.
     for event in [requests[2], requests[0], requests[1], *requests]:
-        indexes.apply(event)
+        recorder.record(event)
     ks = backends.keyspace
     listed = cassandra.execute(
         f"SELECT created_at, last_modified_at, jobs_count FROM {ks}.tasks_by_creation WHERE bucket = 0"
@@ -218,3 +222,22 @@ def test_listing_rows_carry_the_latest_modification_and_the_job_count_whatever_t
             (word, listed.created_at, task),
         ).one()
         assert row is not None and row.jobs_count == 3 and row.last_modified_at == listed.last_modified_at
+
+
+def test_the_definition_a_job_order_wrote_reads_back_whole_and_a_missing_row_reads_as_none(
+    projections: Projections, cassandra: Session, backends: Settings
+) -> None:
+    requested, *_ = lifecycle()
+    definition = JobDefinition(
+        image="img",
+        command="echo hi",
+        envs={"A": "1"},
+        metadata={"who": "me"},
+        cron="*/5 * * * *",
+        webhooks={"finishes": [Webhook(url="http://h/f", headers={"X": "1"}, retries=2)]},
+        notify={"fails": ["a@x.io"]},
+    )
+    jobs = JobDefinitions(cassandra, backends.keyspace)
+    assert jobs.definition(requested.task_id, requested.job_id) is None
+    projections.apply(requested.model_copy(update={"definition": definition}))
+    assert jobs.definition(requested.task_id, requested.job_id) == definition

@@ -1,0 +1,38 @@
+"""The recorder's wiring: builds its adapters and hands them to the consumer loop; nothing else."""
+
+import logging
+import threading
+
+from services.migrate import prepare_backends
+from services.recorder.handlers import Recorder
+from services.recorder.indexes import Indexes
+from services.recorder.rows import ProjectionRows
+from shared.contract.topics import Topics, group_id
+from shared.infra.cassandra import connect
+from shared.infra.kafka import EventProducer, run_consumer
+from shared.process.settings import Settings
+
+log = logging.getLogger("recorder")
+
+
+def serve(settings: Settings, stop: threading.Event) -> None:
+    prepare_backends(settings)
+    topics = Topics.from_settings(settings)
+    cluster, session = connect(settings)
+    producer = EventProducer(settings)
+    recorder = Recorder(session, ProjectionRows(session, settings.keyspace), Indexes(session, settings.keyspace))
+    log.info("recorder started")
+    try:
+        run_consumer(
+            settings,
+            group_id(settings, "recorder"),
+            [topics.jobs, *topics.all_due, topics.executions, topics.heartbeats, topics.control],
+            recorder.record,
+            producer,
+            stop,
+            on_poison=recorder.record_poison,
+        )
+    finally:
+        producer.close()
+        cluster.shutdown()
+        log.info("recorder stopped")
