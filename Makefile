@@ -67,6 +67,12 @@ bench: provision
 	$(PY) bench/latency.py
 	$(PY) bench/makespan.py
 
+# Writes docs/configuration.md from the settings classes (shared/process/settings.py); a unit test fails when the
+# committed page is not what this writes.
+.PHONY: docs
+docs: deps
+	$(PY) -m shared.process.settings_doc
+
 # Removes ended fastlane containers no execution needs from the runner's Docker host (FASTLANE_* settings).
 prune: deps
 	$(PY) -m services.runner.prune
