@@ -42,6 +42,18 @@ def test_every_fastlane_variable_of_the_deploy_files_is_documented() -> None:
     assert sorted(v for v in named if f"`{v}`" not in page) == []
 
 
+def test_the_readme_names_every_module_of_shared_and_every_service_package() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = {line.split(" | ")[0].strip("| `"): line for line in readme.splitlines() if line.startswith("| `")}
+    unnamed = [
+        f"{m.parent.name}/{m.name}"
+        for m in sorted((ROOT / "shared").glob("*/*.py"))
+        if m.name != "__init__.py" and f"`{m.name}`" not in rows.get(f"shared/{m.parent.name}/", "")
+    ]
+    unnamed += [f"services/{p.parent.name}/" for p in (ROOT / "services").glob("*/__init__.py")]
+    assert [u for u in unnamed if u not in rows] == []
+
+
 def _anchors(page: Path) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
     headings = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.M)
