@@ -1,6 +1,6 @@
 """`python -m services.notifier`."""
 
-from services.notifier.service import serve
+from services.notifier.bootstrap import serve
 from shared.process.lifecycle import stop_on_signals
 from shared.process.logs import setup_logging
 from shared.process.settings import NotifierSettings

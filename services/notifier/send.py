@@ -1,4 +1,5 @@
-"""Sending one delivery: a signed webhook POST, or an e-mail over SMTP."""
+"""The sender adapter (services/notifier/ports.py: Sender): one delivery as a signed webhook POST, or an e-mail
+over SMTP."""
 
 import smtplib
 import ssl
@@ -9,22 +10,16 @@ from html import escape
 import httpx
 
 from services.notifier.plan import Delivery, signature, webhook_body
+from services.notifier.ports import Failed
 from shared.domain.addresses import resolves_private
 from shared.process.settings import NotifierSettings
 
 USER_AGENT = "fastlane-notifier/1"
 
 
-class Failed(Exception):
-    """An attempt failed; `retry` False when trying again cannot help (a refused address)."""
+class HttpAndMailSender:
+    """Webhooks over HTTP (only the status line is read), e-mail over SMTP; every attempt bounded in time."""
 
-    def __init__(self, error: str, status_code: int | None = None, retry: bool = True) -> None:
-        super().__init__(error)
-        self.status_code = status_code
-        self.retry = retry
-
-
-class Sender:
     def __init__(self, settings: NotifierSettings) -> None:
         self.settings = settings
         self.http = httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False)

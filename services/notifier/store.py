@@ -1,5 +1,5 @@
-"""The notifier's Cassandra tables: pending deliveries (what to take up after a restart) and their history
-(what the API shows on an execution)."""
+"""The delivery store's Cassandra adapter (services/notifier/ports.py: DeliveryStore) and its tables: pending
+deliveries (what to take up after a restart) and their history (what the API shows on an execution)."""
 
 from collections.abc import Iterable
 
@@ -25,7 +25,7 @@ SCHEMA = Schema(
 )
 
 
-class Store:
+class CassandraDeliveryStore:
     def __init__(self, session: Session, keyspace: str) -> None:
         ks = keyspace
         self._session = session

@@ -1,4 +1,5 @@
-"""Execution events whose job row is not in Cassandra yet, kept until it comes.
+"""Execution events whose job row is not in Cassandra yet, kept until it comes (the Cassandra adapter of the
+waiting store, services/notifier/ports.py: WaitingStore; what to do with them: handlers.py, decisions.py).
 
 The notifier learns a job's webhooks and e-mails from its row in `jobs`, written by the API right after the
 order is published and by the recorder from the order itself. When the API's write failed and the recorder
@@ -8,11 +9,11 @@ appears. After `patience` seconds without a row it is parked on the dead-letter 
 this cluster never recorded, e.g. an event from another producer), so it is never dropped silently."""
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cassandra.cluster import Session
 
+from services.notifier.ports import Waiting
 from shared.contract.events import ExecutionFinished, ExecutionStarted, decode, encode
 from shared.infra.cassandra import Schema
 
@@ -27,15 +28,9 @@ SCHEMA = Schema(
 )
 
 
-@dataclass
-class Waiting:
-    partition: int
-    event: ExecutionStarted | ExecutionFinished
-    offset: int
-    first_seen: datetime
+class CassandraWaitingEvents:
+    """The waiting store's Cassandra adapter (services/notifier/ports.py: WaitingStore)."""
 
-
-class WaitingEvents:
     def __init__(self, session: Session, keyspace: str) -> None:
         ks = keyspace
         self._session = session

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.notifier.plan import plan
-from services.notifier.send import Sender
+from services.notifier.send import HttpAndMailSender
 from shared.contract.events import ExecutionFinished, JobDefinition, Webhook
 from shared.domain.links import Links
 from shared.process.settings import NotifierSettings
@@ -48,7 +48,7 @@ def test_a_receiver_answering_with_an_endless_body_is_a_delivery_done_at_once(en
     definition = JobDefinition(image="i", command="c", webhooks={"finishes": [Webhook(url=endless_receiver)]})
     ended = ExecutionFinished(task_id="t", job_id=uuid.uuid4(), execution_id=uuid.uuid1(), status="done")
     [delivery] = plan(ended, definition, 0, Links("http://127.0.0.1:10000"), [], 0, 0)
-    sender = Sender(NotifierSettings(webhook_timeout_s=5))
+    sender = HttpAndMailSender(NotifierSettings(webhook_timeout_s=5))
     began = time.monotonic()
     try:
         assert sender.send(delivery, datetime.now(UTC)) == 200
