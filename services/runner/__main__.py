@@ -1,6 +1,6 @@
 """`python -m services.runner`."""
 
-from services.runner.service import serve
+from services.runner.bootstrap import serve
 from shared.process.lifecycle import stop_on_signals
 from shared.process.logs import setup_logging
 from shared.process.settings import RunnerSettings

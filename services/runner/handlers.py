@@ -1,6 +1,8 @@
-"""Running one execution: the runner's logic, independent of Kafka (tested with a fake runtime)."""
+"""Running one execution's container to its end: the runner's logic, independent of Kafka and of the ledger
+(tested with a fake engine)."""
 
 import logging
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -8,14 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from services.runner.runtime import (
+from services.runner.ports import (
     LABEL,
     ContainerRuntime,
     ContainerSpec,
     EngineUnavailable,
     Interrupted,
     RuntimeFailure,
-    split_command,
 )
 from shared.contract.events import (
     ExecutionDue,
@@ -36,6 +37,11 @@ Publish = Callable[[JobMessage], None]
 def container_name(due: ExecutionDue) -> str:
     """One container per execution: a redelivered ExecutionDue finds the container instead of starting another."""
     return f"fastlane-{due.execution_id}"
+
+
+def split_command(command: str) -> list[str]:
+    """Split a command the way a shell would into argv, without running a shell."""
+    return shlex.split(command)
 
 
 def container_spec(due: ExecutionDue) -> ContainerSpec:

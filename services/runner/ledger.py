@@ -1,4 +1,5 @@
-"""The runners' ledger in Cassandra: who runs each execution, and what each host holds.
+"""The Cassandra adapter of the Ledger port (services/runner/ports.py): who runs each execution, and what each
+host holds.
 
 A runner claims an execution (lightweight transaction) before it starts its container and records the
 ExecutionDue under its host; it acknowledges the Kafka message only then. So:
@@ -13,8 +14,7 @@ ExecutionDue under its host; it acknowledges the Kafka message only then. So:
 - an execution handed back to the farm (its engine refused it) is marked `handed-back:<host>` before it is
   put back on the topic, so the next claim takes it over and a crash in between leaves it to the restart.
 
-Claim values (the `host` column): `<host>` runs it; `done:<host>` reported its end; `lost:<host>` was taken
-from a lost host (a peer reported it failed); `handed-back:<host>` was given back to the farm.
+Claim values (the `host` column): see ports.py (`LOST`, `DONE`, `HANDED_BACK`).
 """
 
 import logging
@@ -23,12 +23,10 @@ import uuid
 from cassandra.cluster import Session
 from pydantic import ValidationError
 
+from services.runner.ports import DONE, HANDED_BACK, LOST
 from shared.contract.events import ExecutionDue
 from shared.infra.cassandra import Schema
 
-LOST = "lost:"
-DONE = "done:"
-HANDED_BACK = "handed-back:"
 log = logging.getLogger(__name__)
 
 
@@ -52,7 +50,7 @@ SCHEMA = Schema(
 )
 
 
-class Ledger:
+class CassandraLedger:
     def __init__(self, session: Session, keyspace: str) -> None:
         ks = keyspace
         self._session = session

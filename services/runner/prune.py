@@ -10,9 +10,10 @@ import logging
 import uuid
 from datetime import timedelta
 
-from services.runner.ledger import Ledger
+from services.runner.bootstrap import docker_tls
+from services.runner.ledger import CassandraLedger
+from services.runner.ports import ContainerRuntime, Ledger
 from services.runner.runtime import DockerRuntime
-from services.runner.service import docker_tls
 from shared.contract.events import utcnow
 from shared.infra.cassandra import connect
 from shared.process.logs import setup_logging
@@ -22,7 +23,7 @@ log = logging.getLogger("prune")
 
 
 def prune(
-    runtime: DockerRuntime, ledger: Ledger, host: str, min_age_s: float = 60.0, dry_run: bool = False
+    runtime: ContainerRuntime, ledger: Ledger, host: str, min_age_s: float = 60.0, dry_run: bool = False
 ) -> list[str]:
     """Remove the containers that ended over `min_age_s` ago (a runner reads the logs of its containers as
     they end) and whose execution this host does not hold; returns their ids."""
@@ -52,7 +53,9 @@ def main() -> None:
     cluster, session = connect(settings)
     try:
         runtime = DockerRuntime(settings.docker_host, tls=docker_tls(settings))
-        removed = prune(runtime, Ledger(session, settings.keyspace), settings.host_label, args.min_age, args.dry_run)
+        removed = prune(
+            runtime, CassandraLedger(session, settings.keyspace), settings.host_label, args.min_age, args.dry_run
+        )
         print(f"{'would remove' if args.dry_run else 'removed'} {len(removed)} container(s)")
     finally:
         cluster.shutdown()

@@ -1,12 +1,12 @@
-"""The container runtime port and its Docker adapter."""
+"""The Docker adapter of the ContainerRuntime port (services/runner/ports.py): containers on one Docker engine,
+through the docker SDK, with the engine's errors told apart (the job's fault: RuntimeFailure; no answer:
+EngineUnavailable)."""
 
 import contextlib
-import shlex
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import docker
 import requests
@@ -15,26 +15,9 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound, cr
 from docker.utils import parse_repository_tag
 from urllib3.exceptions import NewConnectionError
 
-LABEL = "fastlane.execution-id"
+from services.runner.ports import LABEL, ContainerSpec, EngineUnavailable, LogTail, RuntimeFailure, Started, nothing
+
 TLS_API_VERSION = "1.41"
-
-
-class RuntimeFailure(Exception):
-    """The engine could not run the container because of the job (missing image, bad command): it fails."""
-
-
-class EngineUnavailable(RuntimeFailure):
-    """The engine itself did not answer: not the job's fault, so the execution goes to another host.
-
-    `reached` is False when the request certainly never got to the engine (nothing accepted the connection), so
-    the engine did nothing; True when it may have done it with the answer lost (a timeout, a cut connection):
-    a container whose creation or start went unanswered may exist and run."""
-
-    transient = True  # shared.infra.failures: retried while it lasts, never counted against the message
-
-    def __init__(self, message: str, reached: bool = True) -> None:
-        super().__init__(message)
-        self.reached = reached
 
 
 _NOT_CONNECTED = (ConnectionRefusedError, FileNotFoundError, requests.exceptions.ConnectTimeout, NewConnectionError)
@@ -69,34 +52,6 @@ def answering() -> Iterator[None]:
         raise unanswered(exc) from exc
 
 
-class Interrupted(Exception):
-    """The runner is stopping while a container still runs; the container is left to a later runner."""
-
-    transient = True
-
-
-@dataclass(frozen=True)
-class ContainerSpec:
-    """What to run: image, argv (no shell added), environment and identifying labels."""
-
-    name: str
-    image: str
-    argv: list[str]
-    envs: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    extra_hosts: dict[str, str] = field(default_factory=dict)
-    cpus: float | None = None
-    memory_mb: int | None = None
-
-
-@dataclass(frozen=True)
-class Started:
-    """A started container; `started_at` is the engine's start time when an existing container was found."""
-
-    container_id: str
-    started_at: datetime | None = None
-
-
 PullPolicy = Literal["IfNotPresent", "Always"]
 
 
@@ -105,33 +60,6 @@ def image_reference(image: str) -> tuple[str, str]:
     fetch every tag)."""
     repository, tag = parse_repository_tag(image)
     return repository, tag or "latest"
-
-
-class ContainerRuntime(Protocol):
-    def start(self, spec: ContainerSpec, on_pull: Callable[[], None] = ...) -> Started:
-        """Create and start the container (`on_pull` is called before an image is fetched); an existing
-        container of that name is reused, started if it was only created."""
-
-    def wait(self, container_id: str, seconds: float) -> int | None:
-        """The exit code once the container has ended, or None if it still runs after `seconds`; raises
-        EngineUnavailable when the engine does not answer."""
-
-    def stop(self, container_id: str, grace_s: float) -> None:
-        """SIGTERM, then SIGKILL after `grace_s`; raises EngineUnavailable when the engine does not answer."""
-
-    def logs(self, container_id: str) -> tuple[bytes, bytes]:
-        """(stdout, stderr) of an ended container; an adapter may keep only their ends (as LogTail)."""
-
-    def remove(self, container_id: str) -> None: ...
-
-
-def split_command(command: str) -> list[str]:
-    """Split a command the way a shell would into argv, without running a shell."""
-    return shlex.split(command)
-
-
-def _nothing() -> None:
-    return None
 
 
 class DockerRuntime:
@@ -163,7 +91,7 @@ class DockerRuntime:
         except (DockerException, requests.exceptions.RequestException) as exc:
             raise unanswered(exc) from exc
 
-    def start(self, spec: ContainerSpec, on_pull: Callable[[], None] = _nothing) -> Started:
+    def start(self, spec: ContainerSpec, on_pull: Callable[[], None] = nothing) -> Started:
         try:
             if self._pull_policy == "Always":
                 self._pull(spec.image, on_pull)
@@ -280,17 +208,6 @@ class DockerRuntime:
         """(container id, execution id, state) of every fastlane container on this engine."""
         for c in self._client.api.containers(all=all_states, filters={"label": LABEL}):
             yield c["Id"], c["Labels"][LABEL], c["State"]
-
-
-class LogTail(bytes):
-    """The end of a log; `cut` bytes came before it and were not kept."""
-
-    cut: int
-
-    def __new__(cls, data: bytes, cut: int = 0) -> "LogTail":
-        tail = super().__new__(cls, data)
-        tail.cut = cut
-        return tail
 
 
 class Demultiplexer:

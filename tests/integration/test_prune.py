@@ -5,16 +5,21 @@ import uuid
 
 from cassandra.cluster import Session
 
-from services.runner.ledger import Ledger
+from services.runner.ledger import CassandraLedger
+from services.runner.ports import LABEL, ContainerSpec
 from services.runner.prune import prune
-from services.runner.runtime import LABEL, ContainerSpec, DockerRuntime
+from services.runner.runtime import DockerRuntime
 from shared.contract.events import ExecutionDue, new_execution_id
 from shared.process.settings import RunnerSettings
 from tests.conftest import TEST_IMAGE
 
 
 def test_prune_removes_only_ended_containers_no_execution_needs(backends: RunnerSettings, cassandra: Session) -> None:
-    runtime, ledger, host = DockerRuntime(), Ledger(cassandra, backends.keyspace), f"prune-{uuid.uuid4().hex[:6]}"
+    runtime, ledger, host = (
+        DockerRuntime(),
+        CassandraLedger(cassandra, backends.keyspace),
+        f"prune-{uuid.uuid4().hex[:6]}",
+    )
     dues = [
         ExecutionDue(task_id="prune", job_id=uuid.uuid4(), execution_id=new_execution_id(), image=TEST_IMAGE, command=c)
         for c in ("true", "true", "sleep 30")

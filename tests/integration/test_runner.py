@@ -5,8 +5,9 @@ import uuid
 import docker
 import pytest
 
-from services.runner.runtime import ContainerSpec, DockerRuntime, RuntimeFailure
-from services.runner.service import serve
+from services.runner.bootstrap import serve
+from services.runner.ports import ContainerSpec, RuntimeFailure
+from services.runner.runtime import DockerRuntime
 from shared.contract.events import ExecutionDue, ExecutionFinished, ExecutionStarted, new_execution_id
 from shared.contract.topics import Topics
 from shared.infra.kafka import EventProducer

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from cassandra.cluster import Session
 
-from services.runner.ledger import Ledger
+from services.runner.bootstrap import serve
+from services.runner.ledger import CassandraLedger
 from services.runner.runtime import DockerRuntime
-from services.runner.service import serve
 from shared.contract.events import ExecutionDue, ExecutionFinished, ExecutionStarted, new_execution_id
 from shared.contract.topics import Topics
 from shared.domain.farms import Farm
@@ -53,12 +53,12 @@ def runner(own_topics: RunnerSettings, host: str) -> Iterator[threading.Thread]:
 
 
 @pytest.fixture
-def ledger(own_topics: RunnerSettings, cassandra: Session) -> Ledger:
-    return Ledger(cassandra, own_topics.keyspace)
+def ledger(own_topics: RunnerSettings, cassandra: Session) -> CassandraLedger:
+    return CassandraLedger(cassandra, own_topics.keyspace)
 
 
 def test_an_execution_taken_from_its_host_is_stopped_there_and_its_end_not_reported(
-    own_topics: RunnerSettings, ledger: Ledger, host: str, runner: threading.Thread
+    own_topics: RunnerSettings, ledger: CassandraLedger, host: str, runner: threading.Thread
 ) -> None:
     """A peer declared this host lost (it was paused) and reported the execution failed: when this runner looks
     again, it stops the container and reports nothing, so the status cannot move from `failed` to `done`."""
@@ -74,7 +74,7 @@ def test_an_execution_taken_from_its_host_is_stopped_there_and_its_end_not_repor
 
 
 def test_an_end_marked_before_a_crash_is_reported_again_and_never_run_again(
-    own_topics: RunnerSettings, ledger: Ledger, host: str, cassandra: Session
+    own_topics: RunnerSettings, ledger: CassandraLedger, host: str, cassandra: Session
 ) -> None:
     """A runner marked the end (claim `done:<host>`, report kept) and died before publishing it; the container
     was gone. Restarted, it publishes the kept report and starts nothing."""
@@ -97,7 +97,7 @@ def test_an_end_marked_before_a_crash_is_reported_again_and_never_run_again(
 
 
 def test_a_claim_whose_answer_was_lost_still_runs_its_execution(
-    own_topics: RunnerSettings, ledger: Ledger, host: str, runner: threading.Thread
+    own_topics: RunnerSettings, ledger: CassandraLedger, host: str, runner: threading.Thread
 ) -> None:
     """The claim's transaction applied but its answer timed out; the retry reads "not applied, owner = this
     host". That is this host's claim: the execution runs (it used to be dropped and stay `enqueued`)."""
@@ -111,7 +111,7 @@ def test_a_claim_whose_answer_was_lost_still_runs_its_execution(
 
 
 def test_a_silent_peer_is_declared_lost_its_executions_failed_and_a_marked_end_reported(
-    own_topics: RunnerSettings, ledger: Ledger, host: str
+    own_topics: RunnerSettings, ledger: CassandraLedger, host: str
 ) -> None:
     """A peer of the farm beat once and went silent, holding two executions: one running (claim `<peer>`), one
     whose end it marked with the report kept (`done:<peer>`) before it died. This runner fails the first with

@@ -1,7 +1,6 @@
 import json
 import threading
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -11,15 +10,8 @@ import requests
 import urllib3
 
 from services.runner.handlers import Limits, clip, container_spec, run_execution
-from services.runner.runtime import (
-    ContainerSpec,
-    DockerRuntime,
-    EngineUnavailable,
-    LogTail,
-    RuntimeFailure,
-    Started,
-    demultiplex,
-)
+from services.runner.ports import EngineUnavailable, LogTail
+from services.runner.runtime import DockerRuntime, demultiplex
 from shared.contract.events import (
     ExecutionDue,
     ExecutionFinished,
@@ -28,50 +20,7 @@ from shared.contract.events import (
     new_execution_id,
     utcnow,
 )
-
-
-class FakeRuntime:
-    """In-memory container runtime: records what it was asked, answers what it was told to."""
-
-    def __init__(
-        self,
-        exit_code: int = 0,
-        stdout: bytes = b"",
-        stderr: bytes = b"",
-        fail: str | None = None,
-        runs_for: int = 0,
-    ):
-        self.exit_code, self.stdout, self.stderr, self.fail = exit_code, stdout, stderr, fail
-        self.runs_for = runs_for  # wait() calls that report "still running"; -1: until stopped
-        self.started: list[ContainerSpec] = []
-        self.removed: list[str] = []
-        self.stopped: list[float] = []
-        self.on_wait: list[object] = []
-
-    def start(self, spec: ContainerSpec, on_pull: Callable[[], None] = lambda: None) -> Started:
-        if self.fail:
-            raise RuntimeFailure(self.fail)
-        self.started.append(spec)
-        return Started("cid-1")
-
-    def wait(self, container_id: str, seconds: float) -> int | None:
-        for hook in self.on_wait:
-            hook()  # type: ignore[operator]
-        if self.stopped:
-            return 143
-        if self.runs_for != 0:
-            self.runs_for -= 1
-            return None
-        return self.exit_code
-
-    def stop(self, container_id: str, grace_s: float) -> None:
-        self.stopped.append(grace_s)
-
-    def logs(self, container_id: str) -> tuple[bytes, bytes]:
-        return self.stdout, self.stderr
-
-    def remove(self, container_id: str) -> None:
-        self.removed.append(container_id)
+from tests.fakes.engine import FOREVER, FakeEngine, Program
 
 
 def due(command: str = "echo 'it works'", **kw: Any) -> ExecutionDue:
@@ -87,7 +36,7 @@ def due(command: str = "echo 'it works'", **kw: Any) -> ExecutionDue:
 
 
 def run(
-    d: ExecutionDue, runtime: FakeRuntime, limits: Limits | None = None, cancel: threading.Event | None = None
+    d: ExecutionDue, runtime: FakeEngine, limits: Limits | None = None, cancel: threading.Event | None = None
 ) -> list[JobMessage]:
     published: list[JobMessage] = []
     run_execution(
@@ -98,7 +47,7 @@ def run(
 
 def test_a_successful_container_is_started_finished_done_and_removed() -> None:
     d = due()
-    runtime = FakeRuntime(exit_code=0, stdout=b"it works\n", stderr=b"")
+    runtime = FakeEngine.with_program(exit_code=0, stdout=b"it works\n", stderr=b"")
     started, finished = run(d, runtime)
     assert isinstance(started, ExecutionStarted) and started.container_id == "cid-1" and started.host == "host-1"
     assert isinstance(finished, ExecutionFinished)
@@ -110,13 +59,13 @@ def test_a_successful_container_is_started_finished_done_and_removed() -> None:
 
 
 def test_a_non_zero_exit_fails_with_stdout_and_stderr_kept_apart() -> None:
-    _, finished = run(due(), FakeRuntime(exit_code=123, stdout=b"out", stderr=b"err"))
+    _, finished = run(due(), FakeEngine.with_program(exit_code=123, stdout=b"out", stderr=b"err"))
     assert isinstance(finished, ExecutionFinished)
     assert (finished.status, finished.exit_code, finished.stdout, finished.stderr) == ("failed", 123, "out", "err")
 
 
 def test_a_container_that_cannot_run_fails_with_the_reason() -> None:
-    [finished] = run(due(), FakeRuntime(fail="No such image: nope"))
+    [finished] = run(due(), FakeEngine(fail="No such image: nope"))
     assert isinstance(finished, ExecutionFinished)
     assert (finished.status, finished.exit_code, finished.error) == ("failed", None, "No such image: nope")
 
@@ -150,7 +99,7 @@ def test_clip_reports_what_the_runtime_dropped_before_the_tail() -> None:
 
 
 def test_an_expired_execution_is_not_run() -> None:
-    runtime = FakeRuntime()
+    runtime = FakeEngine.with_program()
     [finished] = run(due(expiration=utcnow() - timedelta(seconds=1)), runtime)
     assert isinstance(finished, ExecutionFinished)
     assert finished.status == "expired" and "expired" in (finished.error or "")
@@ -158,22 +107,22 @@ def test_an_expired_execution_is_not_run() -> None:
 
 
 def test_a_container_running_past_its_timeout_is_stopped_and_timedout() -> None:
-    runtime = FakeRuntime(runs_for=-1)
+    runtime = FakeEngine.with_program(running_waits=FOREVER)
     _, finished = run(due(timeout_s=0), runtime, Limits(max_log_bytes=1024, stop_grace_s=3))
     assert isinstance(finished, ExecutionFinished)
-    assert (finished.status, finished.exit_code) == ("timedout", 143)
+    assert (finished.status, finished.exit_code) == ("timedout", 137)  # SIGKILL after the grace, as on the engine
     assert runtime.stopped[0] == 3
     assert runtime.removed == ["cid-1"]
 
 
 def test_the_hard_limit_caps_the_timeout() -> None:
-    runtime = FakeRuntime(runs_for=-1)
+    runtime = FakeEngine.with_program(running_waits=FOREVER)
     _, finished = run(due(timeout_s=3600), runtime, Limits(max_log_bytes=1024, hard_timeout_s=0))
     assert isinstance(finished, ExecutionFinished) and finished.status == "timedout"
 
 
 def test_a_stop_request_while_running_ends_it_stopped() -> None:
-    runtime = FakeRuntime(runs_for=-1)
+    runtime = FakeEngine.with_program(running_waits=FOREVER)
     cancel = threading.Event()
     runtime.on_wait.append(cancel.set)
     _, finished = run(due(), runtime, cancel=cancel)
@@ -182,7 +131,7 @@ def test_a_stop_request_while_running_ends_it_stopped() -> None:
 
 
 def test_a_stop_request_before_it_starts_means_it_never_runs() -> None:
-    runtime = FakeRuntime()
+    runtime = FakeEngine.with_program()
     cancel = threading.Event()
     cancel.set()
     [finished] = run(due(), runtime, cancel=cancel)
@@ -193,7 +142,7 @@ def test_a_stop_request_before_it_starts_means_it_never_runs() -> None:
 def test_the_slot_is_given_back_once_the_container_has_ended_before_it_is_reported() -> None:
     """An ended container no longer counts as running: the caller may start the next one while this one's
     logs are reported and it is removed."""
-    runtime = FakeRuntime(exit_code=0, runs_for=2)
+    runtime = FakeEngine.with_program(exit_code=0, running_waits=2)
     published: list[JobMessage] = []
     seen_at_exit: list[tuple[int, list[str]]] = []
     run_execution(
@@ -209,11 +158,11 @@ def test_the_slot_is_given_back_once_the_container_has_ended_before_it_is_report
     assert isinstance(published[-1], ExecutionFinished) and runtime.removed == ["cid-1"]
 
 
-class SilentEngine(FakeRuntime):
+class SilentEngine(FakeEngine):
     """An engine that stops answering once the container has started (for `silent_for` waits; -1: for good)."""
 
     def __init__(self, silent_for: int = -1) -> None:
-        super().__init__(exit_code=0)
+        super().__init__(default=Program(exit_code=0))
         self.silent_for = silent_for
 
     def wait(self, container_id: str, seconds: float) -> int | None:
@@ -260,11 +209,11 @@ def test_log_frames_are_told_apart_by_stream() -> None:
     assert demultiplex(b"") == (b"", b"")
 
 
-class LogsUnreadable(FakeRuntime):
+class LogsUnreadable(FakeEngine):
     """An engine that answers until the container has ended, then not (for `silent_for` calls; -1: for good)."""
 
     def __init__(self, silent_for: int = -1) -> None:
-        super().__init__(exit_code=0, stdout=b"out\n")
+        super().__init__(default=Program(exit_code=0, stdout=b"out\n"))
         self.silent_for = silent_for
 
     def logs(self, container_id: str) -> tuple[bytes, bytes]:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from services.runner import handlers as runner_handlers
 from services.runner.handlers import Limits, run_execution
-from services.runner.runtime import ContainerSpec, EngineUnavailable, Interrupted, RuntimeFailure, Started
+from services.runner.ports import ContainerSpec, EngineUnavailable, Interrupted, RuntimeFailure, Started
 from shared.contract.events import (
     FINAL_STATUSES,
     ExecutionDue,
