@@ -4,8 +4,9 @@ tests rely on cannot drift from what the notifier really gets."""
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import pytest
 from cassandra.cluster import Session
@@ -15,9 +16,10 @@ from services.notifier.ports import DeliveryStore, WaitingStore
 from services.notifier.store import CassandraDeliveryStore
 from services.notifier.waiting import CassandraWaitingEvents
 from shared.contract.events import ExecutionFinished, ExecutionStarted, utcnow
-from tests.fakes.store import FakeDeliveryStore, FakeWaitingEvents, to_millis
+from tests.fakes.store import FakeDeliveryStore, FakeWaitingEvents, a_delivery, to_millis
 
 BACKENDS = ["fake", "cassandra"]
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -26,40 +28,27 @@ def partition() -> int:
     return random.randrange(100_000, 1_000_000)
 
 
-@pytest.fixture(params=BACKENDS)
-def deliveries(request: pytest.FixtureRequest) -> Iterator[DeliveryStore]:
+def adapter(request: pytest.FixtureRequest, fake: Callable[[], T], real: Callable[[Session, str], T]) -> T:
+    """The fake, or the Cassandra adapter on this session's keyspace, as the test's parameter says."""
     if request.param == "fake":
-        yield FakeDeliveryStore()
-        return
-    session: Session = request.getfixturevalue("cassandra")
-    yield CassandraDeliveryStore(session, request.getfixturevalue("backends").keyspace)
+        return fake()
+    return real(request.getfixturevalue("cassandra"), request.getfixturevalue("backends").keyspace)
 
 
 @pytest.fixture(params=BACKENDS)
-def waiting(request: pytest.FixtureRequest) -> Iterator[WaitingStore]:
-    if request.param == "fake":
-        yield FakeWaitingEvents()
-        return
-    session: Session = request.getfixturevalue("cassandra")
-    yield CassandraWaitingEvents(session, request.getfixturevalue("backends").keyspace)
+def deliveries(request: pytest.FixtureRequest) -> DeliveryStore:
+    return adapter(request, FakeDeliveryStore, CassandraDeliveryStore)
+
+
+@pytest.fixture(params=BACKENDS)
+def waiting(request: pytest.FixtureRequest) -> WaitingStore:
+    return adapter(request, FakeWaitingEvents, CassandraWaitingEvents)
 
 
 def delivery(partition: int, **changes: object) -> Delivery:
-    d = Delivery(
-        delivery_id=uuid.uuid4(),
-        partition=partition,
-        channel="webhook",
-        event="finishes",
-        task_id=f"task-{uuid.uuid4().hex[:6]}",
-        job_id=uuid.uuid4(),
-        execution_id=uuid.uuid1(),
-        url="http://h/x",
-        headers={"X-T": "1"},
-        retries=3,
-        next_at=datetime(2026, 11, 29, 12, 0, 0, 123000, tzinfo=UTC),
-        payload={"execution": {"status": "done"}},
-    )
-    return d.model_copy(update=changes)
+    """Its next attempt at a time Cassandra keeps whole (milliseconds)."""
+    next_at = datetime(2026, 11, 29, 12, 0, 0, 123000, tzinfo=UTC)
+    return a_delivery(partition, **{"headers": {"X-T": "1"}, "next_at": next_at, **changes})
 
 
 def test_a_delivery_never_planned_has_no_state_and_is_not_pending(deliveries: DeliveryStore, partition: int) -> None:

@@ -13,6 +13,24 @@ from services.notifier.ports import Waiting
 from shared.contract.events import ExecutionFinished, ExecutionStarted, decode, encode, utcnow
 
 
+def a_delivery(partition: int = 0, retries: int = 3, **changes: object) -> Delivery:
+    """A webhook delivery of a made-up execution, due now unless `changes` say otherwise."""
+    d = Delivery(
+        delivery_id=uuid.uuid4(),
+        partition=partition,
+        channel="webhook",
+        event="finishes",
+        task_id=f"task-{uuid.uuid4().hex[:6]}",
+        job_id=uuid.uuid4(),
+        execution_id=uuid.uuid1(),
+        url="http://h/x",
+        retries=retries,
+        next_at=utcnow(),
+        payload={"execution": {"status": "done"}},
+    )
+    return d.model_copy(update=changes)
+
+
 def to_millis(at: datetime) -> datetime:
     """What Cassandra keeps of a timestamp."""
     return at.replace(microsecond=at.microsecond // 1000 * 1000)

@@ -228,15 +228,9 @@ def test_the_definition_a_job_order_wrote_reads_back_whole_and_a_missing_row_rea
     projections: Projections, cassandra: Session, backends: Settings
 ) -> None:
     requested, *_ = lifecycle()
-    definition = JobDefinition(
-        image="img",
-        command="echo hi",
-        envs={"A": "1"},
-        metadata={"who": "me"},
-        cron="*/5 * * * *",
-        webhooks={"finishes": [Webhook(url="http://h/f", headers={"X": "1"}, retries=2)]},
-        notify={"fails": ["a@x.io"]},
-    )
+    webhooks = {"finishes": [Webhook(url="http://h/f", headers={"X": "1"}, retries=2)]}
+    changes = {"envs": {"A": "1"}, "cron": "*/5 * * * *", "webhooks": webhooks, "notify": {"fails": ["a@x.io"]}}
+    definition = requested.definition.model_copy(update=changes)
     jobs = JobDefinitions(cassandra, backends.keyspace)
     assert jobs.definition(requested.task_id, requested.job_id) is None
     projections.apply(requested.model_copy(update={"definition": definition}))

@@ -10,26 +10,14 @@ from services.notifier.decisions import GiveUp, Retry, after_failure, delivered,
 from services.notifier.plan import Delivery
 from services.notifier.ports import Waiting
 from shared.contract.events import ExecutionFinished, RetryBackoff
+from tests.fakes.store import a_delivery
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 BACKOFF = RetryBackoff(min_ms=1000, factor=2.0, max_ms=3000)
 
 
 def delivery(retries: int, attempts: int = 0) -> Delivery:
-    return Delivery(
-        delivery_id=uuid.uuid4(),
-        partition=0,
-        channel="webhook",
-        event="finishes",
-        task_id="t",
-        job_id=uuid.uuid4(),
-        execution_id=uuid.uuid1(),
-        url="http://h/x",
-        retries=retries,
-        attempts=attempts,
-        next_at=NOW,
-        payload={},
-    )
+    return a_delivery(retries=retries, attempts=attempts, next_at=NOW)
 
 
 def test_a_success_counts_its_attempt() -> None:

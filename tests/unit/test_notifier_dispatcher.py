@@ -11,8 +11,8 @@ import pytest
 from services.notifier.dispatcher import Dispatcher
 from services.notifier.plan import Delivery
 from services.notifier.ports import Failed
-from shared.contract.events import RetryBackoff, utcnow
-from tests.fakes.store import FakeDeliveryStore
+from shared.contract.events import RetryBackoff
+from tests.fakes.store import FakeDeliveryStore, a_delivery
 from tests.helpers import eventually
 
 QUICK = RetryBackoff(min_ms=10, factor=2.0, max_ms=40)
@@ -60,19 +60,7 @@ def running() -> Iterator[Running]:
 
 
 def planned(r: Running, retries: int, *script: int | Failed, partition: int = 0) -> Delivery:
-    d = Delivery(
-        delivery_id=uuid.uuid4(),
-        partition=partition,
-        channel="webhook",
-        event="finishes",
-        task_id="t",
-        job_id=uuid.uuid4(),
-        execution_id=uuid.uuid1(),
-        url="http://h/x",
-        retries=retries,
-        next_at=utcnow(),
-        payload={},
-    )
+    d = a_delivery(partition, retries)
     r.sender.scripts[d.delivery_id] = list(script)
     r.store.plan(d)
     return d
