@@ -1,63 +1,44 @@
-"""Wiring of the API: what routes depend on, built once at start-up (`bootstrap`) and reached via Depends."""
+"""What routes depend on, as `Annotated` aliases: each reaches what services/api/bootstrap.py built at
+start-up (kept on app.state), or reads one thing from the request. The providers are `async` only because
+they never block: FastAPI calls them on the event loop instead of handing each to a worker thread."""
 
-import logging
-from dataclasses import dataclass
 from typing import Annotated
 
-from cassandra.cluster import Cluster, Session
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
-from services.api.idempotency import IdempotencyKeys
-from services.api.orders import OrderPublisher
+from services.api.accepting import Acceptor
+from services.api.bootstrap import Backends
 from services.api.queries import Queries
-from services.migrate import prepare_backends
-from services.recorder.projections import Projections
-from shared.contract.topics import Topics
-from shared.infra.cassandra import connect
+from shared.domain.links import Links
 from shared.process.settings import ApiSettings
 
-log = logging.getLogger(__name__)
 
-
-@dataclass
-class Backends:
-    """Everything a request handler needs to talk to Kafka and Cassandra."""
-
-    settings: ApiSettings
-    topics: Topics
-    orders: OrderPublisher
-    keys: IdempotencyKeys
-    projections: Projections
-    queries: Queries
-    cluster: Cluster
-    session: Session
-
-    def close(self) -> None:
-        self.orders.close()
-        self.cluster.shutdown()
-
-
-def bootstrap(settings: ApiSettings) -> Backends:
-    prepare_backends(settings)
-    cluster, session = connect(settings)
-    return Backends(
-        settings=settings,
-        topics=Topics.from_settings(settings),
-        orders=OrderPublisher(settings),
-        keys=IdempotencyKeys(session, settings.keyspace),
-        projections=Projections(session, settings.keyspace),
-        queries=Queries(session, settings.keyspace),
-        cluster=cluster,
-        session=session,
-    )
-
-
-def get_backends(request: Request) -> Backends:
+async def get_backends(request: Request) -> Backends:
     backends: Backends = request.app.state.backends
     return backends
 
 
-def client_ip(request: Request) -> str | None:
+BackendsDep = Annotated[Backends, Depends(get_backends)]
+
+
+async def get_settings(backends: BackendsDep) -> ApiSettings:
+    return backends.settings
+
+
+async def get_queries(backends: BackendsDep) -> Queries:
+    return backends.queries
+
+
+async def get_writes(backends: BackendsDep) -> Acceptor:
+    return backends.writes
+
+
+async def get_urls(request: Request) -> Links:
+    """Absolute URLs of resources, based on the address the client used."""
+    return Links(str(request.base_url))
+
+
+async def client_ip(request: Request) -> str | None:
     """The enqueuer's address for audit: X-Real-IP, then the first X-Forwarded-For, then the peer."""
     real = request.headers.get("x-real-ip", "").strip()
     if real:
@@ -68,4 +49,17 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-BackendsDep = Annotated[Backends, Depends(get_backends)]
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+QueriesDep = Annotated[Queries, Depends(get_queries)]
+WritesDep = Annotated[Acceptor, Depends(get_writes)]
+UrlsDep = Annotated[Links, Depends(get_urls)]
+ClientIpDep = Annotated[str | None, Depends(client_ip)]
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Optional. The same key sent again to the same task within 24 h with the same request answers "
+        "the same ids and creates no second job; with a different request it answers 409.",
+    ),
+]

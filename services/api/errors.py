@@ -1,10 +1,18 @@
-"""API errors: raised anywhere in the API, mapped to an HTTP status and a plain message at the edge only."""
+"""API errors: one hierarchy, raised anywhere in the API; `install_error_handlers` maps them (and FastAPI's
+own) to an HTTP status and a plain `{"error": message}` body at the edge, and nowhere else."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
     """Base of every error the API answers with a message."""
-
-    status = 500
 
     def __init__(self, message: str) -> None:
         if len(message) > 2000:  # messages may quote the request: a huge value is not echoed whole
@@ -16,34 +24,59 @@ class ApiError(Exception):
 class BadRequest(ApiError):
     """The request is malformed: the message says what is wrong."""
 
-    status = 400
-
 
 class NotFound(ApiError):
     """The task, job or execution does not exist."""
-
-    status = 404
-
-
-class PayloadTooLarge(ApiError):
-    """The request body is larger than the configured limit."""
-
-    status = 413
-
-
-class Unavailable(ApiError):
-    """A backing service (Kafka, Cassandra) did not answer in time."""
-
-    status = 503
 
 
 class KeyReused(ApiError):
     """An Idempotency-Key sent again with a different request."""
 
-    status = 409
+
+class PayloadTooLarge(ApiError):
+    """The request body, or the order built from it, is larger than the configured limit."""
+
+
+class Unavailable(ApiError):
+    """A backing service (Kafka, Cassandra) did not answer in time: nothing was changed."""
 
 
 class OutcomeUnknown(ApiError):
     """The order was handed to Kafka and whether it was taken could not be learnt in time."""
 
-    status = 504
+
+HTTP_STATUS: dict[type[ApiError], int] = {
+    BadRequest: 400,
+    NotFound: 404,
+    KeyReused: 409,
+    PayloadTooLarge: 413,
+    Unavailable: 503,
+    OutcomeUnknown: 504,
+}
+
+
+def http_status(exc: ApiError) -> int:
+    """The status of the nearest class in HTTP_STATUS; 500 for an ApiError none of them covers."""
+    return next((HTTP_STATUS[c] for c in type(exc).__mro__ if c in HTTP_STATUS), 500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error answers `{"error": message}`; a malformed request is 400 (FastAPI would say 422)."""
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=http_status(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"error": "; ".join(parts)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error", exc_info=exc, extra={"path": request.url.path})
+        return JSONResponse({"error": "internal error; it was logged"}, status_code=500)

@@ -27,9 +27,6 @@ from shared.domain.addresses import literal_private, url_problem
 from shared.domain.schedule import check_cron, parse_duration, zone
 
 # Every pattern is matched against the WHOLE value (fullmatch): `$` alone would let a trailing newline through.
-TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
-TASK_ID_RULE = "1-200 characters of letters, digits, '_', '.', ':' or '-' (ASCII), starting with a letter or digit"
-
 EMAIL = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+")
 MAX_TARGETS = 10  # per event: webhooks, or e-mail addresses
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
@@ -229,12 +226,6 @@ class JobSpec(BaseModel):
             },
             notify=dict(self.notify),
         )
-
-
-def check_task_id(task_id: str) -> str:
-    if not TASK_ID.fullmatch(task_id):
-        raise BadRequest(f"taskId must be {TASK_ID_RULE}")
-    return task_id
 
 
 def _refuse_constant(name: str) -> None:

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from fastapi.testclient import TestClient
 
 from services.api.app import create_app
-from services.api.deps import Backends, bootstrap
+from services.api.bootstrap import Backends, bootstrap
 from services.api.orders import NotEnqueued, OrderPublisher
 from shared.contract.events import ExecutionDue, new_execution_id
 from shared.contract.topics import Topics
@@ -120,11 +120,7 @@ def test_orders_of_concurrent_requests_are_all_committed(backends: ApiSettings) 
 
 def app_client(settings: ApiSettings, lose_acks: bool = False) -> TestClient:
     def make(s: ApiSettings) -> Backends:
-        b = bootstrap(s)
-        if lose_acks:
-            b.orders.close()
-            b.orders = losing_acks(OrderPublisher(s))
-        return b
+        return bootstrap(s, orders=losing_acks(OrderPublisher(s)) if lose_acks else None)
 
     return TestClient(create_app(settings, make_backends=make), base_url="http://testserver")
 

@@ -2,8 +2,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.api.errors import BadRequest
-from services.api.schemas import check_task_id, parse_job_spec
+from services.api.errors import BadRequest, http_status
+from services.api.ids import check_task_id
+from services.api.schemas import parse_job_spec
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -75,7 +76,7 @@ def test_bad_bodies_say_what_is_wrong(body: bytes, message: str) -> None:
     with pytest.raises(BadRequest) as info:
         parse_job_spec(body)
     assert message in info.value.message
-    assert info.value.status == 400
+    assert http_status(info.value) == 400
 
 
 @pytest.mark.parametrize("task_id", ["hello-world", "a", "billing.send_invoices:v2", "X" * 200])

@@ -1,0 +1,54 @@
+"""Wiring of the API, the one place that builds adapters: the Kafka order publisher, the Cassandra session and
+what reads and writes through it, and the write use case over them. `create_app` calls `bootstrap` at start-up
+(tests hand it another); routes reach what it built through services/api/deps.py."""
+
+from dataclasses import dataclass
+
+from cassandra.cluster import Cluster, Session
+
+from services.api.accepting import Acceptor
+from services.api.idempotency import IdempotencyKeys
+from services.api.orders import OrderPublisher
+from services.api.ports import OrderPublishing
+from services.api.queries import Queries
+from services.migrate import prepare_backends
+from services.recorder.projections import Projections
+from shared.contract.topics import Topics
+from shared.infra.cassandra import connect
+from shared.process.settings import ApiSettings
+
+
+@dataclass
+class Backends:
+    """Everything a request handler needs to talk to Kafka and Cassandra."""
+
+    settings: ApiSettings
+    topics: Topics
+    orders: OrderPublishing
+    queries: Queries
+    writes: Acceptor
+    cluster: Cluster
+    session: Session
+
+    def close(self) -> None:
+        self.orders.close()
+        self.cluster.shutdown()
+
+
+def bootstrap(settings: ApiSettings, orders: OrderPublishing | None = None) -> Backends:
+    """Prepare the topics and tables, connect, and build the adapters (`orders`: another publisher, for tests)."""
+    prepare_backends(settings)
+    cluster, session = connect(settings)
+    topics = Topics.from_settings(settings)
+    orders = orders or OrderPublisher(settings)
+    keys = IdempotencyKeys(session, settings.keyspace)
+    projections = Projections(session, settings.keyspace)
+    return Backends(
+        settings=settings,
+        topics=topics,
+        orders=orders,
+        queries=Queries(session, settings.keyspace),
+        writes=Acceptor(orders, projections, keys, topics),
+        cluster=cluster,
+        session=session,
+    )

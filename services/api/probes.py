@@ -1,0 +1,40 @@
+"""Questions the operating routes ask the backing services directly (not the read model): does Kafka answer,
+does Cassandra answer, and how many messages each worker group has yet to process."""
+
+from cassandra.cluster import Session
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+
+from shared.contract.topics import Topics, group_id, runner_group
+from shared.process.settings import ApiSettings
+
+
+def kafka_answers(bootstrap: str, timeout: float) -> None:
+    AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout)
+
+
+def cassandra_answers(session: Session, timeout: float) -> None:
+    session.execute("SELECT release_version FROM system.local", timeout=timeout)
+
+
+def queue_lengths(settings: ApiSettings, topics: Topics, timeout: float) -> dict[str, dict[str, int]]:
+    """Consumer lag per topic: messages not yet processed by the group that works that topic."""
+    workers = {
+        topics.jobs: group_id(settings, "scheduler"),
+        **{topic: runner_group(settings, farm) for farm, topic in topics.farm_due.items()},
+        topics.executions: group_id(settings, "recorder"),
+    }
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    metadata = admin.list_topics(timeout=timeout).topics
+    queues: dict[str, dict[str, int]] = {}
+    for topic, group in workers.items():
+        partitions = [TopicPartition(topic, p) for p in metadata[topic].partitions] if topic in metadata else []
+        latest = admin.list_offsets(
+            {tp: OffsetSpec.latest() for tp in partitions},  # type: ignore[no-untyped-call]
+            request_timeout=timeout,
+        )
+        ends = {tp.partition: f.result().offset for tp, f in latest.items()}
+        committed_future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, partitions)])
+        committed = {tp.partition: tp.offset for tp in committed_future[group].result().topic_partitions}
+        queues[topic] = {"length": sum(max(0, end - max(committed.get(p, 0), 0)) for p, end in ends.items())}
+    return queues

@@ -1,0 +1,15 @@
+"""One APIRouter per resource; ROUTERS is the order they are included in the app."""
+
+from fastapi import APIRouter
+
+from services.api.routers import executions, health, hosts, jobs, logs, status, tasks
+
+ROUTERS: tuple[APIRouter, ...] = (
+    tasks.router,
+    jobs.router,
+    executions.router,
+    logs.router,
+    hosts.router,
+    health.router,
+    status.router,
+)
