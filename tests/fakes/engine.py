@@ -4,7 +4,7 @@ tests/contract/test_engine_contract.py.
 It has no clock: `wait` answers at once. What a container does is its program, chosen by its argv (`programs`),
 else `default`; an argv with neither is a binary missing from the image, and an image not in `images` (when
 given) is missing from every registry. Like the engine: a container stopped while it runs is killed after its
-grace (its PID 1 has no SIGTERM handler): exit code 137. Failure knobs for the runner's tests: `fail` (every
+grace (its PID 1 has no SIGTERM handler): exit code 137. Containers are found by id or by name. Failure knobs for the runner's tests: `fail` (every
 start fails with that reason), `answering` (False: the engine is unreachable), `on_wait` (hooks called at
 each wait).
 """
@@ -101,7 +101,8 @@ class FakeEngine:
         self._answer()
         for hook in self.on_wait:
             hook()
-        container = self.containers[container_id]
+        container = self._find(container_id)
+        assert container is not None, f"no container {container_id}"
         if container.exit_code is None:
             if container.waits_left == FOREVER:
                 return None
@@ -113,24 +114,28 @@ class FakeEngine:
 
     def stop(self, container_id: str, grace_s: float) -> None:
         self._answer()
-        container = self.containers.get(container_id)
+        container = self._find(container_id)
         if container is not None and container.exit_code is None:
             self.stopped.append(grace_s)
             container.end(KILLED)
 
     def logs(self, container_id: str) -> tuple[bytes, bytes]:
         self._answer()
-        program = self.containers[container_id].program
+        container = self._find(container_id)
+        assert container is not None, f"no container {container_id}"
+        program = container.program
         return self._tail(program.stdout), self._tail(program.stderr)
 
     def remove(self, container_id: str) -> None:
         self._answer()
-        if self.containers.pop(container_id, None) is not None:
+        container = self._find(container_id)
+        if container is not None:
+            del self.containers[container.id]
             self.removed.append(container_id)
 
     def finished_at(self, container_id: str) -> datetime | None:
         self._answer()
-        container = self.containers.get(container_id)
+        container = self._find(container_id)
         return container.finished_at if container is not None else None
 
     def executions(self) -> Iterator[tuple[str, str, str]]:
@@ -141,6 +146,10 @@ class FakeEngine:
 
     def _named(self, name: str) -> Container | None:
         return next((c for c in self.containers.values() if c.spec.name == name), None)
+
+    def _find(self, reference: str) -> Container | None:
+        """A container by id or by name, as the engine finds them."""
+        return self.containers.get(reference) or self._named(reference)
 
     def _tail(self, data: bytes) -> bytes:
         if self.log_tail_bytes is None:
