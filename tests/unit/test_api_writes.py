@@ -1,0 +1,304 @@
+"""The API's write path without Kafka or Cassandra: the one builder of POST's and PUT's order, the write use
+case (publish, then project; an Idempotency-Key's replay) over fakes of its ports, and the two routes over
+HTTP with fake backends (TestClient), so that POST and PUT are seen taking the same checks."""
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.api.accepting import Acceptor, JobOrderDraft
+from services.api.app import create_app
+from services.api.bootstrap import Backends
+from services.api.errors import BadRequest, KeyReused, OutcomeUnknown, PayloadTooLarge, Unavailable
+from services.api.idempotency import PUBLISHED, REFUSED, UNKNOWN, Claimed
+from services.api.job_orders import build_job_order
+from services.api.orders import NotEnqueued
+from services.api.orders import OutcomeUnknown as OrderOutcomeUnknown
+from shared.contract.events import (
+    Command,
+    HostBlacklisted,
+    JobRequested,
+    JobStopRequested,
+    JobUpdated,
+    decode,
+    encode,
+)
+from shared.contract.topics import Topics
+from shared.domain.farms import Farm
+from shared.process.settings import ApiSettings
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+BODY = b'{"image": "busybox", "command": "echo hi"}'
+ONLY_BILLING = ApiSettings(farms=[Farm(match="billing-", hosts=["h1"], maxRunning=1)])
+
+
+class FakePublisher:
+    """Takes orders, or refuses them the way OrderPublisher does (`fail_with`)."""
+
+    ack_timeout_s = 0.0
+    commit_patience_s = 0.0
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes | None, bytes]] = []
+        self.fail_with: Exception | None = None
+        self.closed = False
+
+    def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.published.append((topic, key, value))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeProjection:
+    def __init__(self) -> None:
+        self.applied: list[Command | HostBlacklisted] = []
+        self.broken = False
+
+    def apply(self, event: Command | HostBlacklisted) -> None:
+        if self.broken:
+            raise RuntimeError("cassandra is away")
+        self.applied.append(event)
+
+
+class FakeKeys:
+    """The idempotency_keys table: a claim wins once per (task, key)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.broken = False
+
+    def claim(self, task_id: str, key: str, print_: str, command: bytes) -> Claimed | None:
+        if self.broken:
+            raise RuntimeError("cassandra is away")
+        row = self.rows.get((task_id, key))
+        if row is None:
+            self.rows[(task_id, key)] = {"fingerprint": print_, "command": command, "state": None}
+            return None
+        # An hour old: its first request answered long ago, nothing to wait for.
+        return Claimed(row["fingerprint"], row["command"], row["state"], age_s=3600.0)
+
+    def set_state(self, task_id: str, key: str, state: str) -> None:
+        self.rows[(task_id, key)]["state"] = state
+
+    def state(self, task_id: str, key: str) -> str | None:
+        state: str | None = self.rows[(task_id, key)]["state"]
+        return state
+
+
+@pytest.fixture
+def publisher() -> FakePublisher:
+    return FakePublisher()
+
+
+@pytest.fixture
+def projection() -> FakeProjection:
+    return FakeProjection()
+
+
+@pytest.fixture
+def keys() -> FakeKeys:
+    return FakeKeys()
+
+
+@pytest.fixture
+def acceptor(publisher: FakePublisher, projection: FakeProjection, keys: FakeKeys) -> Acceptor:
+    return Acceptor(publisher, projection, keys, Topics.from_settings(ApiSettings()))
+
+
+def draft(kind: type[JobRequested] | type[JobUpdated] = JobRequested, body: bytes = BODY) -> JobOrderDraft[Any]:
+    return build_job_order(kind, "billing-1", uuid.uuid4(), body, ApiSettings(), "198.51.100.7", NOW)
+
+
+# --- the one builder ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [JobRequested, JobUpdated])
+def test_both_orders_are_built_alike_and_encoded_as_published(kind: Any) -> None:
+    job_id = uuid.uuid4()
+    built = build_job_order(kind, "billing-1", job_id, BODY, ApiSettings(), "198.51.100.7", NOW)
+    assert type(built.command) is kind
+    assert (built.command.task_id, built.command.job_id, built.command.occurred_at) == ("billing-1", job_id, NOW)
+    assert built.command.execution_id is not None  # no schedule: it runs now
+    assert built.command.request_ip == "198.51.100.7"
+    assert built.encoded == encode(built.command) and built.body == BODY
+    assert decode(built.encoded) == built.command
+
+
+def test_a_delayed_job_has_no_execution_yet() -> None:
+    built = draft(body=b'{"image": "i", "command": "c", "startIn": "1h"}')
+    assert built.command.execution_id is None
+
+
+@pytest.mark.parametrize("kind", [JobRequested, JobUpdated])
+def test_a_task_no_farm_takes_is_refused_by_post_and_put_alike(kind: Any) -> None:
+    with pytest.raises(BadRequest, match="no farm takes task 'reports-1'"):
+        build_job_order(kind, "reports-1", uuid.uuid4(), BODY, ONLY_BILLING, None, NOW)
+    assert build_job_order(kind, "billing-1", uuid.uuid4(), BODY, ONLY_BILLING, None, NOW).command
+
+
+@pytest.mark.parametrize("kind", [JobRequested, JobUpdated])
+def test_a_malformed_task_id_is_refused_by_post_and_put_alike(kind: Any) -> None:
+    with pytest.raises(BadRequest, match="taskId must be"):
+        build_job_order(kind, "has space", uuid.uuid4(), BODY, ApiSettings(), None, NOW)
+
+
+def test_an_order_over_half_the_message_limit_is_refused() -> None:
+    settings = ApiSettings(max_message_bytes=256 * 1024)
+    body = b'{"image": "i", "command": "c", "envs": {"E": "' + b"x" * 140_000 + b'"}}'
+    with pytest.raises(PayloadTooLarge, match="at most 131072"):
+        build_job_order(JobRequested, "billing-1", uuid.uuid4(), body, settings, None, NOW)
+
+
+# --- the write use case ---------------------------------------------------------------------------------------
+
+
+def test_an_order_is_published_on_the_jobs_topic_then_projected(
+    acceptor: Acceptor, publisher: FakePublisher, projection: FakeProjection
+) -> None:
+    stop = JobStopRequested(task_id="billing-1", job_id=uuid.uuid4())
+    acceptor.accept(stop)
+    assert publisher.published == [(acceptor.topics.jobs, stop.key, encode(stop))]
+    assert projection.applied == [stop]
+
+
+def test_an_order_not_enqueued_is_a_503_and_is_not_projected(
+    acceptor: Acceptor, publisher: FakePublisher, projection: FakeProjection
+) -> None:
+    publisher.fail_with = NotEnqueued("broker away")
+    with pytest.raises(Unavailable, match="nothing was changed"):
+        acceptor.accept(JobStopRequested(task_id="t", job_id=uuid.uuid4()))
+    publisher.fail_with = OrderOutcomeUnknown("commit unanswered")
+    with pytest.raises(OutcomeUnknown, match="same Idempotency-Key"):
+        acceptor.accept(JobStopRequested(task_id="t", job_id=uuid.uuid4()))
+    assert projection.applied == []
+
+
+def test_a_failed_early_projection_does_not_fail_the_published_order(
+    acceptor: Acceptor, publisher: FakePublisher, projection: FakeProjection
+) -> None:
+    projection.broken = True
+    acceptor.accept(JobStopRequested(task_id="t", job_id=uuid.uuid4()))
+    assert len(publisher.published) == 1
+
+
+def test_without_a_key_every_order_is_published(acceptor: Acceptor, publisher: FakePublisher) -> None:
+    order = draft()
+    assert acceptor.accept_job(order, None, "") == (order.command, False)
+    assert [value for _, _, value in publisher.published] == [order.encoded]
+
+
+def test_the_same_key_and_request_replays_the_first_order_without_publishing_it_again(
+    acceptor: Acceptor, publisher: FakePublisher, keys: FakeKeys
+) -> None:
+    first, second = draft(), draft()
+    assert acceptor.accept_job(first, "k1", "print-a") == (first.command, False)
+    assert keys.rows[("billing-1", "k1")]["state"] == PUBLISHED
+    assert acceptor.accept_job(second, "k1", "print-a") == (first.command, True)
+    assert len(publisher.published) == 1
+
+
+def test_the_same_key_with_another_request_is_refused(acceptor: Acceptor, publisher: FakePublisher) -> None:
+    acceptor.accept_job(draft(), "k1", "print-a")
+    with pytest.raises(KeyReused, match="for a different request"):
+        acceptor.accept_job(draft(), "k1", "print-b")
+    with pytest.raises(KeyReused, match="for another request"):  # same print, other kind: cannot happen; be sure
+        acceptor.accept_job(draft(JobUpdated), "k1", "print-a")
+    assert len(publisher.published) == 1
+
+
+@pytest.mark.parametrize(("failure", "state"), [(NotEnqueued("away"), REFUSED), (OrderOutcomeUnknown("?"), UNKNOWN)])
+def test_a_key_whose_first_order_was_not_known_published_publishes_that_order_again(
+    acceptor: Acceptor, publisher: FakePublisher, keys: FakeKeys, failure: Exception, state: str
+) -> None:
+    first = draft()
+    publisher.fail_with = failure
+    with pytest.raises((Unavailable, OutcomeUnknown)):
+        acceptor.accept_job(first, "k1", "print-a")
+    assert keys.rows[("billing-1", "k1")]["state"] == state
+    publisher.fail_with = None
+    assert acceptor.accept_job(draft(), "k1", "print-a") == (first.command, True)
+    assert [value for _, _, value in publisher.published] == [first.encoded]
+    assert keys.rows[("billing-1", "k1")]["state"] == PUBLISHED
+
+
+def test_a_key_that_cannot_be_claimed_publishes_nothing(
+    acceptor: Acceptor, publisher: FakePublisher, keys: FakeKeys
+) -> None:
+    keys.broken = True
+    with pytest.raises(Unavailable, match="nothing was enqueued"):
+        acceptor.accept_job(draft(), "k1", "print-a")
+    assert publisher.published == []
+
+
+# --- over HTTP, with fake backends ----------------------------------------------------------------------------
+
+
+class FakeCluster:
+    def shutdown(self) -> None:
+        pass
+
+
+@pytest.fixture
+def client(publisher: FakePublisher, projection: FakeProjection, keys: FakeKeys) -> Iterator[TestClient]:
+    def make(settings: ApiSettings) -> Backends:
+        topics = Topics.from_settings(settings)
+        return Backends(
+            settings=settings,
+            topics=topics,
+            orders=publisher,
+            queries=cast(Any, None),  # the writes below read nothing
+            writes=Acceptor(publisher, projection, keys, topics),
+            cluster=cast(Any, FakeCluster()),
+            session=cast(Any, None),
+        )
+
+    with TestClient(create_app(ONLY_BILLING, make_backends=make), base_url="http://testserver") as c:
+        yield c
+
+
+def test_post_and_put_refuse_a_task_no_farm_takes_and_publish_nothing(
+    client: TestClient, publisher: FakePublisher
+) -> None:
+    job = {"image": "i", "command": "c"}
+    for response in (
+        client.post("/tasks/reports-1", json=job),
+        client.put(f"/tasks/reports-1/jobs/{uuid.uuid4()}", json=job),
+    ):
+        assert response.status_code == 400, response.text
+        assert "no farm takes task 'reports-1'" in response.json()["error"]
+    assert publisher.published == []
+
+
+def test_post_and_put_publish_the_order_they_answer(client: TestClient, publisher: FakePublisher) -> None:
+    job_id = uuid.uuid4()
+    posted = client.post("/tasks/billing-1", json={"image": "i", "command": "c"})
+    put = client.put(f"/tasks/billing-1/jobs/{job_id}/", json={"image": "i", "command": "c", "startIn": "1h"})
+    assert posted.status_code == put.status_code == 200
+    orders = [decode(value) for _, _, value in publisher.published]
+    assert isinstance(orders[0], JobRequested) and isinstance(orders[1], JobUpdated)
+    assert posted.json()["jobId"] == str(orders[0].job_id)
+    assert posted.json()["executionId"] == str(orders[0].execution_id)
+    assert put.json() == {
+        "taskId": "billing-1",
+        "jobId": str(job_id),
+        "queueJobId": str(orders[1].event_id),
+        "taskUrl": "http://testserver/tasks/billing-1",
+        "jobUrl": f"http://testserver/tasks/billing-1/jobs/{job_id}",
+    }  # delayed: no execution fields
+
+
+def test_post_and_put_replay_a_key_sent_again(client: TestClient, publisher: FakePublisher) -> None:
+    job, headers = {"image": "i", "command": "c"}, {"Idempotency-Key": "k-1"}
+    first = client.post("/tasks/billing-1", json=job, headers=headers)
+    again = client.post("/tasks/billing-1/", json=job, headers=headers)  # the slash is not part of the request
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert client.post("/tasks/billing-1", json=job, headers={"Idempotency-Key": "bad key"}).status_code == 400
+    assert len(publisher.published) == 1
