@@ -1,4 +1,5 @@
-"""What to deliver for an execution event, and when to try again: pure logic, no I/O."""
+"""What to deliver for an execution event, and the body and signature of a webhook: pure logic, no I/O (when to
+try again: decisions.py)."""
 
 import hashlib
 import hmac

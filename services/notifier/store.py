@@ -26,6 +26,8 @@ SCHEMA = Schema(
 
 
 class CassandraDeliveryStore:
+    """The delivery store's Cassandra adapter (services/notifier/ports.py: DeliveryStore)."""
+
     def __init__(self, session: Session, keyspace: str) -> None:
         ks = keyspace
         self._session = session
