@@ -98,8 +98,9 @@ class ContainerRuntime(Protocol):
         that is gone is no error. Raises EngineUnavailable when the engine does not answer."""
 
     def logs(self, container_id: str) -> tuple[bytes, bytes]:
-        """(stdout, stderr) of an ended container, bytes as written (NUL bytes, invalid UTF-8); an adapter may
-        keep only their ends (as a LogTail, which says how many bytes came before)."""
+        """(stdout, stderr) of an ended container, as the engine kept them (NUL bytes kept; Docker's log driver
+        replaces each byte that is not UTF-8 by U+FFFD); an adapter may keep only their ends (as a LogTail, which
+        says how many bytes came before)."""
 
     def remove(self, container_id: str) -> None:
         """Remove the container, running or not; a container that is gone is no error."""

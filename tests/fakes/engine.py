@@ -4,11 +4,13 @@ tests/contract/test_engine_contract.py.
 It has no clock: `wait` answers at once. What a container does is its program, chosen by its argv (`programs`),
 else `default`; an argv with neither is a binary missing from the image, and an image not in `images` (when
 given) is missing from every registry. Like the engine: a container stopped while it runs is killed after its
-grace (its PID 1 has no SIGTERM handler): exit code 137. Containers are found by id or by name. Failure knobs for the runner's tests: `fail` (every
+grace (its PID 1 has no SIGTERM handler): exit code 137. Containers are found by id or by name. Logs come back
+as the engine keeps them: NUL bytes kept, invalid UTF-8 replaced. Failure knobs for the runner's tests: `fail` (every
 start fails with that reason), `answering` (False: the engine is unreachable), `on_wait` (hooks called at
 each wait).
 """
 
+import codecs
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +20,9 @@ from services.runner.ports import LABEL, ContainerSpec, EngineUnavailable, LogTa
 from shared.contract.events import utcnow
 
 FOREVER = -1
+# The engine's log driver keeps lines as JSON strings: each byte that is not UTF-8 comes back as U+FFFD.
+BYTE_BY_BYTE = "fastlane-fake-engine-replace"
+codecs.register_error(BYTE_BY_BYTE, lambda exc: ("\ufffd" * (exc.end - exc.start), exc.end))
 KILLED = 137  # 128 + SIGKILL
 
 
@@ -151,7 +156,8 @@ class FakeEngine:
         """A container by id or by name, as the engine finds them."""
         return self.containers.get(reference) or self._named(reference)
 
-    def _tail(self, data: bytes) -> bytes:
+    def _tail(self, written: bytes) -> bytes:
+        data = written.decode("utf-8", errors=BYTE_BY_BYTE).encode()
         if self.log_tail_bytes is None:
             return data
         kept = data[-self.log_tail_bytes :] if self.log_tail_bytes else b""
