@@ -120,13 +120,6 @@ class Runner:
             self.pool.shutdown(wait=True, cancel_futures=True)  # workers see `stop` within a second
             self.intake.close()
 
-    @property
-    def subscribed(self) -> bool:
-        return self.intake.joined
-
-    def running(self) -> int:
-        return self.slots.running()
-
     def _turn(self, stop: threading.Event) -> None:
         self.intake.store_done()
         accepting = not self.watch.blacklisted and self.breaker.allows_work()
