@@ -16,9 +16,8 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from services.runner.offsets import OffsetTracker
+from services.runner.offsets import OffsetTracker, Position
 from services.runner.slots import Slots
-from services.runner.worker import Position
 from shared.contract.events import Event
 from shared.infra.kafka import is_record
 

@@ -2,7 +2,8 @@
 
 from collections import OrderedDict
 
-Partition = tuple[str, int]
+Partition = tuple[str, int]  # topic, partition
+Position = tuple[str, int, int]  # topic, partition, offset of one message
 
 
 class OffsetTracker:

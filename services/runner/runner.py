@@ -21,12 +21,13 @@ from services.runner.handlers import Limits
 from services.runner.intake import Intake
 from services.runner.keep_alive import KeepAlive
 from services.runner.liveness import Liveness
+from services.runner.offsets import Position
 from services.runner.ports import ContainerRuntime, Ledger, Publisher
 from services.runner.restart import take_up_held
 from services.runner.slots import Slots
 from services.runner.stops import ControlConsumer, StopRequests, listen_for_stops
 from services.runner.watch import Watch
-from services.runner.worker import Position, Worker
+from services.runner.worker import Worker
 from shared.contract.events import Event, ExecutionDue
 from shared.contract.topics import Topics
 from shared.infra.failures import GaveUp

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from services.runner.breaker import Breaker
 from services.runner.handlers import Limits, clip_error, container_name, run_execution
+from services.runner.offsets import Position
 from services.runner.ports import ContainerRuntime, EngineUnavailable, Interrupted, Ledger, Publisher
 from services.runner.slots import Slot, Slots
 from services.runner.stops import StopRequests
@@ -26,7 +27,6 @@ log = logging.getLogger("runner")
 # An ExecutionFinished up to this size is kept with the claim when reported (larger ones carry logs, read again
 # from the container, which is removed only after the report).
 REPORT_KEPT_BYTES = 64 * 1024
-Position = tuple[str, int, int]  # topic, partition, offset of the message an ExecutionDue came in
 
 
 class TakenAway(Exception):

@@ -6,9 +6,10 @@ import uuid
 
 from services.runner.breaker import Breaker
 from services.runner.handlers import Limits
+from services.runner.offsets import Position
 from services.runner.slots import Slots
 from services.runner.stops import StopRequests
-from services.runner.worker import REPORT_KEPT_BYTES, Position, Worker
+from services.runner.worker import REPORT_KEPT_BYTES, Worker
 from shared.contract.events import ExecutionDue, ExecutionFinished, ExecutionStarted, new_execution_id
 from tests.fakes.engine import FOREVER, FakeEngine
 from tests.fakes.ledger import FakeLedger, RecordingPublisher
