@@ -112,17 +112,20 @@ async def job_order_desk(
 JobOrdersDep = Annotated[JobOrderDesk, Depends(job_order_desk)]
 
 
+def order_refs(urls: Links, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """The ids and URLs an answer to an order gives: its task and job, and its execution when it has one."""
+    refs = {"taskId": task_id, "jobId": str(job_id), "taskUrl": urls.task(task_id), "jobUrl": urls.job(task_id, job_id)}
+    if execution_id is not None:
+        refs |= {"executionId": str(execution_id), "executionUrl": urls.execution(task_id, job_id, execution_id)}
+    return refs
+
+
 def order_answer(urls: Links, command: JobRequested | JobUpdated, with_execution: bool) -> dict[str, Any]:
-    """What POST and PUT answer: the ids and URLs of the order's job (and of its execution when asked)."""
-    t, j, e = command.task_id, command.job_id, command.execution_id
-    answer: dict[str, Any] = {
-        "taskId": t,
-        "jobId": str(j),
-        "queueJobId": str(command.event_id),
-        "taskUrl": urls.task(t),
-        "jobUrl": urls.job(t, j),
-    }
-    if with_execution:  # null for delayed and periodic jobs: the execution appears on the job when it fires
-        answer["executionId"] = str(e) if e else None
-        answer["executionUrl"] = urls.execution(t, j, e) if e else None
+    """What POST and PUT answer: order_refs and the order's event id; with_execution, the execution fields
+    even when null (a delayed or periodic job's execution appears on the job when it fires)."""
+    execution_id = command.execution_id if with_execution else None
+    answer = order_refs(urls, command.task_id, command.job_id, execution_id)
+    answer["queueJobId"] = str(command.event_id)
+    if with_execution and execution_id is None:
+        answer |= {"executionId": None, "executionUrl": None}
     return answer

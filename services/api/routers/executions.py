@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from services.api.deps import QueriesDep, UrlsDep, WritesDep
 from services.api.ids import parse_uuid
+from services.api.job_orders import order_refs
 from services.api.models import ExecutionAnswer, ExecutionOrdered
 from services.api.openapi import reads, route
 from shared.contract.events import ExecutionStopRequested
@@ -27,14 +28,7 @@ def stop_execution(
     eid = parse_uuid(execution_id, "executionId")
     queries.execution(task_id, jid, eid)  # 404 for an unknown execution
     writes.accept(ExecutionStopRequested(task_id=task_id, job_id=jid, execution_id=eid))
-    return {
-        "taskId": task_id,
-        "jobId": str(jid),
-        "executionId": str(eid),
-        "taskUrl": urls.task(task_id),
-        "jobUrl": urls.job(task_id, jid),
-        "executionUrl": urls.execution(task_id, jid, eid),
-    }
+    return order_refs(urls, task_id, jid, eid)
 
 
 @route(

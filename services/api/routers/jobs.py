@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from services.api.deps import ClientIpDep, QueriesDep, SettingsDep, UrlsDep, WritesDep
 from services.api.ids import parse_uuid
-from services.api.job_orders import JobOrdersDep, order_answer
+from services.api.job_orders import JobOrdersDep, order_answer, order_refs
 from services.api.models import ExecutionOrdered, JobAnswer, JobStopped, Updated
 from services.api.openapi import reads, route, writes
 from services.api.paging import PageParam
@@ -65,7 +65,7 @@ def stop_job(task_id: str, job_id: str, queries: QueriesDep, writes: WritesDep, 
     jid = parse_uuid(job_id, "jobId")
     queries.job(task_id, jid)  # 404 for an unknown job
     writes.accept(JobStopRequested(task_id=task_id, job_id=jid))
-    return {"taskId": task_id, "jobId": str(jid), "taskUrl": urls.task(task_id), "jobUrl": urls.job(task_id, jid)}
+    return order_refs(urls, task_id, jid)
 
 
 @route(
@@ -82,11 +82,4 @@ def retry_job(
     queries.job(task_id, jid)  # 404 for an unknown job
     command = JobRetryRequested(task_id=task_id, job_id=jid, execution_id=new_execution_id(), request_ip=request_ip)
     writes.accept(command)
-    return {
-        "taskId": task_id,
-        "jobId": str(jid),
-        "executionId": str(command.execution_id),
-        "taskUrl": urls.task(task_id),
-        "jobUrl": urls.job(task_id, jid),
-        "executionUrl": urls.execution(task_id, jid, command.execution_id),
-    }
+    return order_refs(urls, task_id, jid, command.execution_id)
