@@ -49,8 +49,8 @@ class Fault:
 
 
 PARTS = ("api", "scheduler", "runner-h1", "recorder", "notifier", "kafka", "cassandra", "dockerd")
-# `make test` runs two: the broker and a runner killed mid-flight (the scheduler killed mid-firing is in
-# tests/e2e/test_scheduler_faults.py, the recorder paused in tests/e2e/test_poison.py); the rest take `make test-faults`.
+# `make test` runs two: the broker and a runner killed mid-flight (a scheduler killed mid-firing is in
+# tests/e2e/test_scheduler_faults.py, a broker paused in tests/e2e/test_poison.py); all run in `make test-faults`.
 QUICK = {"kill9-kafka", "kill9-runner-h1"}
 FAULTS = [
     *(Fault(p, "kill") for p in PARTS),
