@@ -1,6 +1,6 @@
 """`python -m services.scheduler`."""
 
-from services.scheduler.service import serve
+from services.scheduler.bootstrap import serve
 from shared.process.lifecycle import stop_on_signals
 from shared.process.logs import setup_logging
 from shared.process.settings import SchedulerSettings

@@ -1,9 +1,15 @@
 """Scheduling decisions, free of Kafka: each takes a job's state and a message (or the clock) and returns the
-job's new state and the messages to publish. The service commits both in one Kafka transaction."""
+job's new state and the messages to publish. The loop commits both in one Kafka transaction.
+
+`HANDLERS` routes a message to its decision by the message's type; a type it lacks changes nothing."""
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
 
 from services.scheduler.state import JobState, Timer
 from shared.contract.events import (
@@ -11,6 +17,8 @@ from shared.contract.events import (
     ExecutionDue,
     ExecutionFinished,
     ExecutionStopRequested,
+    JobMessage,
+    JobOrder,
     JobRequested,
     JobRetryRequested,
     JobStopRequested,
@@ -83,7 +91,7 @@ def first_timers(state: JobState, now: datetime) -> tuple[Timer, ...]:
     return ()
 
 
-def define_job(state: JobState | None, cmd: JobRequested | JobUpdated, now: datetime) -> Decision:
+def define_job(state: JobState | None, cmd: JobOrder, now: datetime, _policy: Policy) -> Decision:
     """Create or replace a job: the old definition's pending timers are dropped, the new schedule set."""
     new = JobState(
         task_id=cmd.task_id,
@@ -117,20 +125,20 @@ def unschedulable(state: JobState, now: datetime, reason: str) -> Decision:
     return Decision(state.model_copy(update={"timers": (), "decided": state.decided + 1, "stopped": True}), [failed])
 
 
-def stop_job(state: JobState | None, _cmd: JobStopRequested, _now: datetime) -> Decision:
+def stop_job(state: JobState | None, _cmd: JobStopRequested, _now: datetime, _policy: Policy) -> Decision:
     if state is None:
         return Decision(None)
     stops: list[Output] = [_stop(state, eid) for eid in state.running]
     return Decision(state.model_copy(update={"stopped": True, "timers": ()}), stops)
 
 
-def stop_execution(state: JobState | None, cmd: ExecutionStopRequested, _now: datetime) -> Decision:
+def stop_execution(state: JobState | None, cmd: ExecutionStopRequested, _now: datetime, _policy: Policy) -> Decision:
     # Sent even when we do not know it as running: it may be queued at a runner.
     stop = StopExecution(task_id=cmd.task_id, job_id=cmd.job_id, execution_id=cmd.execution_id)
     return Decision(state, [stop])
 
 
-def retry_job(state: JobState | None, cmd: JobRetryRequested, now: datetime) -> Decision:
+def retry_job(state: JobState | None, cmd: JobRetryRequested, now: datetime, _policy: Policy) -> Decision:
     if state is None:
         return Decision(None)  # the API only sends this for jobs it knows; nothing to run without a definition
     return _decide_execution(state, 1, now, cmd.execution_id)
@@ -198,7 +206,7 @@ def refuse(message: Event, now: datetime, reason: str) -> list[Output]:
     """A job's order the scheduler could not act on (its handling raised): the execution it asked for, or one
     made for the purpose, ends `failed` with the reason. Other messages (an execution's own events) get none:
     their execution has a final state already, or gets one from its runner."""
-    if not isinstance(message, JobRequested | JobUpdated | JobRetryRequested):
+    if not isinstance(message, JobOrder | JobRetryRequested):
         return []
     execution_id = message.execution_id or new_execution_id(now, uuid.uuid5(message.event_id, "refused"))
     failed = ExecutionFinished(
@@ -213,16 +221,28 @@ def refuse(message: Event, now: datetime, reason: str) -> list[Output]:
     return [failed]
 
 
+# A decision on one message: (the job's state or None, the message, now, the policy) -> the outcome.
+Handler = Callable[[JobState | None, Any, datetime, Policy], Decision]
+
+# Every message from the jobs or executions topic that changes a job, by type. The others (ExecutionPulling,
+# ExecutionStarted...) change nothing.
+HANDLERS: dict[type[BaseModel], Handler] = {
+    JobRequested: define_job,
+    JobUpdated: define_job,
+    JobStopRequested: stop_job,
+    ExecutionStopRequested: stop_execution,
+    JobRetryRequested: retry_job,
+    ExecutionFinished: execution_finished,
+}
+
+# Orders whose decision depends on a finished job's state (its definition, generation, stopped flag): the loop
+# reads the job's archived state for them. A new job (JobRequested) has none.
+READS_ARCHIVE: frozenset[type[JobMessage]] = frozenset({JobUpdated, JobRetryRequested, JobStopRequested})
+
+
 def handle(state: JobState | None, message: Event, now: datetime, policy: Policy) -> Decision:
     """Route a message from the jobs or executions topic to its decision."""
-    if isinstance(message, JobRequested | JobUpdated):
-        return define_job(state, message, now)
-    if isinstance(message, JobStopRequested):
-        return stop_job(state, message, now)
-    if isinstance(message, ExecutionStopRequested):
-        return stop_execution(state, message, now)
-    if isinstance(message, JobRetryRequested):
-        return retry_job(state, message, now)
-    if isinstance(message, ExecutionFinished):
-        return execution_finished(state, message, now, policy)
-    return Decision(state)
+    handler = HANDLERS.get(type(message))
+    if handler is None:
+        return Decision(state)
+    return handler(state, message, now, policy)

@@ -15,7 +15,8 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from services.devstack import ROOT, free_port
-from services.scheduler.service import Scheduler, serve
+from services.scheduler.bootstrap import job_store, serve
+from services.scheduler.state_reader import StateSource
 from shared.contract.events import (
     ExecutionDue,
     ExecutionFinished,
@@ -237,7 +238,7 @@ def test_finished_jobs_stay_out_of_the_reload_on_a_rebalance(own_topics: AllSett
             )
             producer.produce(topics.executions, key=done.key, value=encode(done))
         producer.flush(60)
-        probe = Scheduler(settings)
+        probe = job_store(settings).source
         archive = topics.scheduler_archive
         eventually(
             lambda: archived_jobs(probe, archive, settings.topic_partitions) == JOBS,
@@ -248,19 +249,17 @@ def test_finished_jobs_stay_out_of_the_reload_on_a_rebalance(own_topics: AllSett
     finally:
         stop.set()
         thread.join(30)
-    fresh = Scheduler(settings)
+    fresh = job_store(settings)
     try:
         started = time.monotonic()
         for p in range(settings.topic_partitions):
-            fresh._load(p)
+            fresh.load(p)
         reload_s = time.monotonic() - started
         started = time.monotonic()
-        archived = sum(len(fresh._archived(p)) for p in range(settings.topic_partitions))
+        archived = sum(len(fresh.archived(p)) for p in range(settings.topic_partitions))
         archive_s = time.monotonic() - started
     finally:
-        fresh.reader.close()
-        fresh.probe.close()
-        fresh.consumer.close()
+        fresh.source.close()
     kept = sum(len(states) for states in fresh.jobs.values())
     print(
         f"reload after {JOBS} finished jobs: {reload_s:.3f} s, {kept} jobs kept, {len(fresh.timers)} timers; "
@@ -273,8 +272,8 @@ def test_finished_jobs_stay_out_of_the_reload_on_a_rebalance(own_topics: AllSett
         future.exception()
 
 
-def archived_jobs(scheduler: Scheduler, archive: str, partitions: int) -> int:
+def archived_jobs(source: StateSource, archive: str, partitions: int) -> int:
     try:
-        return sum(len(scheduler._read_states(archive, p)[0]) for p in range(partitions))
+        return sum(len(source.read_states(archive, p)[0]) for p in range(partitions))
     except KafkaException:  # the archive topic is not there yet
         return -1

@@ -1,0 +1,190 @@
+"""The scheduler's consume-transform-produce loop, where every step is one Kafka transaction.
+
+Each step — the messages consumed, the timers fired, the new job states, the ExecutionDue/StopExecution
+produced and the consumer offsets — is committed in ONE transaction. A timer therefore fires exactly once:
+either the whole step is visible (state says "fired", ExecutionDue is out, offsets moved) or none of it is, and
+a restarted or other instance redoes it.
+
+Every transaction carries the consumer offsets of the whole assignment with the consumer-group metadata, so
+an instance that lost its partitions (paused past its session timeout: a zombie) cannot commit: the group
+coordinator refuses offsets from an old generation, and the transaction, with its ExecutionDue, is aborted.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Message as KafkaMessage
+
+from services.scheduler.handlers import Output, Policy
+from services.scheduler.job_store import JobStore, is_idle
+from services.scheduler.rebalance import Rebalances
+from services.scheduler.step import Step, decide
+from services.scheduler.transactions import KAFKA_TIMEOUT_S, Stuck, TransactionalProducer, TransactionGuard
+from shared.contract.events import ExecutionFinished, StopExecution, utcnow
+from shared.contract.topics import Topics
+from shared.infra.kafka import dead_letter_record, pause_after
+
+log = logging.getLogger("scheduler")
+
+# Messages that change nothing (ExecutionStarted, ExecutionPulling) get no transaction of their own: their
+# offsets go with the next transaction, or after this many seconds (a restart replays at most these no-ops).
+NO_OP_OFFSETS_EVERY_S = 5.0
+
+
+@dataclass(eq=False)
+class Scheduler:
+    """One scheduler instance: the jobs of its partitions in memory (`store`), decided on and committed in
+    transactions (`transactions`), fed by `consumer` (subscribed to the jobs and executions topics)."""
+
+    consumer: Consumer
+    transactions: TransactionGuard
+    store: JobStore
+    topics: Topics
+    policy: Policy
+    max_message_bytes: int  # parked records are cut to fit
+    needs_reload: bool = False  # go back to the last commit (offsets and states) before the next step
+    uncommitted: bool = False  # consumed messages whose offsets no transaction has carried yet
+    committed_at: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.rebalances = Rebalances(self.store, on_load_failure=self._reload_later)
+
+    def _reload_later(self) -> None:
+        self.needs_reload = True
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until `stop`. Kafka failures (broker down, coordinator moved, transaction fenced or timed out)
+        are waited out with growing pauses and end in a reload from the last commit; nothing exits the loop."""
+        failures = 0
+        self.consumer.subscribe(
+            [self.topics.jobs, self.topics.executions],
+            on_assign=self.rebalances.on_assign,
+            on_revoke=self.rebalances.on_revoke,
+        )
+        try:
+            while not stop.is_set():
+                try:
+                    self.transactions.prepare()
+                    if self.needs_reload:
+                        self._reload()
+                    batch = self._next_batch()
+                    if self.needs_reload:  # a load failed while polling: the batch is read again after the reload
+                        continue
+                    self._step(batch)
+                    failures = 0
+                except Stuck as exc:  # the producer is wedged: a new one (see `bounded`)
+                    failures += 1
+                    log.error("Kafka call stuck; replacing the producer", extra={"error": str(exc)})
+                    self.transactions.broken = True
+                    self.needs_reload = True
+                    stop.wait(pause_after(failures))
+                except KafkaException as exc:
+                    failures += 1
+                    error = exc.args[0] if exc.args else None
+                    log.error("Kafka failed; waiting, then going back to the last commit", extra={"error": str(exc)})
+                    if isinstance(error, KafkaError) and error.fatal():
+                        # e.g. fenced after a pause longer than the transaction timeout: a new producer (same
+                        # transactional id) takes over; the open transaction was aborted by the coordinator.
+                        self.transactions.broken = True
+                    self.needs_reload = True
+                    stop.wait(pause_after(failures))
+                except Exception:  # a bug: logged, then the step is redone from the last commit after a pause
+                    failures += 1
+                    log.exception("scheduler step failed; going back to the last commit")
+                    self.needs_reload = True
+                    stop.wait(pause_after(failures))
+        finally:
+            for close in (self.consumer.close, self.store.source.close, self.transactions.close):
+                try:
+                    close()
+                except Exception as exc:  # stopping while Kafka is away: nothing left to save
+                    log.error("close failed", extra={"error": str(exc)})
+
+    def _next_batch(self) -> list[KafkaMessage]:
+        """Wait for one message (at most until the next timer is due), then take what else is ready. A batch
+        taken across a rebalance is dropped: part of it was fetched for the old assignment, whose positions
+        were reset to the committed offsets, so those messages come again."""
+        first = self.consumer.poll(self.store.timers.wait_time(utcnow().timestamp()))
+        if first is None:
+            return []
+        rebalances = self.rebalances.count
+        batch = [first, *self.consumer.consume(199, timeout=0)]
+        return batch if self.rebalances.count == rebalances else []
+
+    def _step(self, messages: list[KafkaMessage]) -> None:
+        step = decide(messages, self.store, self.policy)
+        self.uncommitted = self.uncommitted or bool(messages)
+        offsets_due = self.uncommitted and time.monotonic() - self.committed_at >= NO_OP_OFFSETS_EVERY_S
+        if not (step.has_writes() or offsets_due):
+            return
+        self._commit(step)
+
+    def _commit(self, step: Step) -> None:
+        def write(producer: TransactionalProducer) -> None:
+            self._write(producer, step)
+
+        if not self.transactions.commit(write, self.consumer.consumer_group_metadata, self._offsets):
+            self.needs_reload = True
+            return
+        self.uncommitted, self.committed_at = False, time.monotonic()
+        self.store.committed(step.changed)
+        for message, _encoded in step.out:
+            log.info(
+                "published",
+                extra={"type": message.type, "job_id": str(message.job_id), "execution_id": str(message.execution_id)},
+            )
+
+    def _write(self, producer: TransactionalProducer, step: Step) -> None:
+        """Produce what the step writes: states (an idle one moves to the archive), messages, parked records."""
+        state_topic, archive = self.topics.scheduler_state, self.topics.scheduler_archive
+        for job_id, (partition, state, value) in step.changed.items():
+            state_key = str(job_id).encode()
+            if state is None or is_idle(state):  # off the state topic; kept (or deleted) in the archive
+                producer.produce(state_topic, key=state_key, value=None, partition=partition)
+                producer.produce(archive, key=state_key, value=value, partition=partition)
+            else:
+                producer.produce(state_topic, key=state_key, value=value, partition=partition)
+        for message, encoded in step.out:
+            producer.produce(self._topic_of(message), key=message.key, value=encoded)
+        for msg, reason in step.parked:
+            value, headers = dead_letter_record(msg, reason, self.max_message_bytes)
+            key = (msg.key() or b"")[:1024] or None
+            producer.produce(self.topics.dead_letter, key=key, value=value, headers=headers)
+
+    def _topic_of(self, message: Output) -> str:
+        if isinstance(message, StopExecution):
+            return self.topics.control
+        if isinstance(message, ExecutionFinished):
+            return self.topics.executions
+        return self.topics.due_for(message.task_id)
+
+    def _offsets(self) -> list[TopicPartition]:
+        """The offsets a transaction commits: the position of every assigned partition; the committed offset
+        (or the start) of one not fetched from yet. Never empty: an empty list would skip the group check."""
+        assignment = self.consumer.assignment()
+        if not assignment:
+            raise KafkaException(KafkaError(KafkaError._STATE, "no partitions assigned: nothing may be committed"))
+        positions = self.consumer.position(assignment)
+        missing = [tp for tp in positions if tp.offset < 0]
+        known = {(tp.topic, tp.partition): tp for tp in positions if tp.offset >= 0}
+        if missing:
+            for tp in self.consumer.committed(missing, timeout=KAFKA_TIMEOUT_S):
+                if tp.offset < 0:
+                    tp.offset = self.consumer.get_watermark_offsets(tp, timeout=KAFKA_TIMEOUT_S)[0]
+                known[(tp.topic, tp.partition)] = tp
+        return list(known.values())
+
+    def _reload(self) -> None:
+        """After a failure: go back to the committed offsets and the committed states. Any Kafka call here may
+        fail while Kafka is away; the loop then waits and calls this again, until it has gone through."""
+        assignment = self.consumer.assignment()
+        if assignment:
+            for tp in self.consumer.committed(assignment, timeout=KAFKA_TIMEOUT_S):
+                if tp.offset < 0:
+                    tp.offset = OFFSET_BEGINNING
+                self.consumer.seek(tp)
+        self.store.reload({tp.partition for tp in assignment})
+        self.needs_reload = False

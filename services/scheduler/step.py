@@ -1,0 +1,140 @@
+"""One step of the loop, before it is committed: the decisions on a batch of consumed messages and on the
+timers due, as the new job states, the messages to publish and the messages to park that one transaction
+writes. Nothing here writes to Kafka; reading a partition's archive is the only Kafka call (via the store).
+"""
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from confluent_kafka import Message as KafkaMessage
+from pydantic import ValidationError
+
+from services.scheduler.handlers import (
+    READS_ARCHIVE,
+    Decision,
+    Output,
+    Policy,
+    fire_due_timers,
+    handle,
+    refuse,
+    unschedulable,
+)
+from services.scheduler.job_store import Changed, JobStore, is_idle
+from services.scheduler.state import JobState
+from shared.contract.events import HostEvent, decode, encode, utcnow
+from shared.infra.failures import reason
+from shared.infra.kafka import is_record
+
+log = logging.getLogger("scheduler")
+
+
+@dataclass
+class Written:
+    """A decision with its new state and its messages already encoded, as the transaction writes them."""
+
+    state: JobState | None
+    state_value: bytes | None
+    publish: list[tuple[Output, bytes]]
+
+
+def writable(decision: Decision, quiet: bool = False) -> Written:
+    """`decision`, encoded: whatever cannot be written is found here, against the message that caused it, not
+    in the middle of a transaction (where it would be tried again forever). With `quiet`, what does not encode
+    is dropped instead of raising."""
+    try:
+        publish = [(message, encode(message)) for message in decision.publish]
+        value = decision.state.model_dump_json().encode() if decision.state is not None else None
+    except Exception:
+        if not quiet:
+            raise
+        log.exception("a decision could not be encoded; dropped")
+        return Written(None, None, [])
+    return Written(decision.state, value, publish)
+
+
+@dataclass
+class Step:
+    """What one transaction writes, gathered from the decisions of one turn of the loop."""
+
+    store: JobStore
+    policy: Policy
+    now: datetime  # the time of the messages' decisions (timers read the clock as they fire)
+    changed: Changed = field(default_factory=dict)
+    out: list[tuple[Output, bytes]] = field(default_factory=list)
+    parked: list[tuple[KafkaMessage, str]] = field(default_factory=list)
+
+    def take(self, msg: KafkaMessage) -> None:
+        """Decide on one consumed message; a message that is not an event, or whose handling raises, is parked
+        (and the order it carried refused)."""
+        if not is_record(msg):
+            return
+        try:
+            event = decode(msg.value() or b"")
+        except ValidationError as exc:
+            self.parked.append((msg, f"not an event of the contract: {exc}"))
+            return
+        if isinstance(event, HostEvent):
+            return  # not on the scheduler's topics; nothing to decide
+        partition = msg.partition() or 0
+        if not self.store.owns(partition):
+            return  # not (or no longer) ours: its owner handles it, from the offsets committed for it
+        try:
+            state = self.state(partition, event.job_id, archived=type(event) in READS_ARCHIVE)
+            decision = writable(handle(state, event, self.now, self.policy))
+        except Exception as exc:  # the message itself is the poison: handled the same way every time
+            log.exception("message could not be handled; parked", extra={"type": event.type, "offset": msg.offset()})
+            self.parked.append((msg, reason(exc)))
+            self.out.extend(writable(Decision(None, refuse(event, self.now, reason(exc))), quiet=True).publish)
+            return
+        self.collect(partition, event.job_id, decision)
+
+    def fire_timers(self) -> None:
+        """Fire the timers due now, once per job; a job whose timer raises has its schedule ended, with why."""
+        for job_id, partition in self.store.timers.due(utcnow().timestamp(), self.store.jobs):
+            state = self.state(partition, job_id)
+            if state is None:
+                continue
+            now = utcnow()
+            try:
+                decision = writable(fire_due_timers(state, now, self.policy))
+            except Exception as exc:  # the job's own definition is the poison: its schedule ends, with why
+                log.exception("timer could not fire; the job's schedule ends", extra={"job_id": str(job_id)})
+                decision = writable(unschedulable(state, now, reason(exc)), quiet=True)
+            self.collect(partition, job_id, decision)
+
+    def retire(self) -> None:
+        """Move some finished jobs an older version left on the state topic to the archive."""
+        for job_id, partition in self.store.to_retire():
+            state = self.store.pending(partition, job_id)
+            if job_id not in self.changed and state is not None and is_idle(state):
+                self.changed[job_id] = (partition, state, state.model_dump_json().encode())
+
+    def state(self, partition: int, job_id: uuid.UUID, archived: bool = False) -> JobState | None:
+        """The job's latest state: this step's, else a pending one; a finished job's only with `archived`."""
+        if job_id in self.changed:
+            return self.changed[job_id][1]
+        state = self.store.pending(partition, job_id)
+        if state is None and archived:
+            state = self.store.archived(partition).get(job_id)
+        return state
+
+    def collect(self, partition: int, job_id: uuid.UUID, decision: Written) -> None:
+        if decision.state is not self.state(partition, job_id):
+            self.changed[job_id] = (partition, decision.state, decision.state_value)
+        self.out.extend(decision.publish)
+
+    def has_writes(self) -> bool:
+        return bool(self.changed or self.out or self.parked)
+
+
+def decide(messages: Sequence[KafkaMessage], store: JobStore, policy: Policy) -> Step:
+    """The step for a batch of messages (possibly none): their decisions, then the timers due, then retirements."""
+    step = Step(store, policy, utcnow())
+    for msg in messages:
+        step.take(msg)
+    step.fire_timers()
+    step.retire()
+    return step
