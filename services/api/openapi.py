@@ -31,7 +31,7 @@ def reads(model: type[BaseModel]) -> dict[str, Any]:
     return {"response_model": model, "responses": ERRORS}
 
 
-def writes(model: type[BaseModel]) -> dict[str, Any]:
+def job_writes(model: type[BaseModel]) -> dict[str, Any]:
     """A route whose body is a job definition: read by hand (for 413 and plain 400 messages), documented here."""
     return {
         "response_model": model,

@@ -24,8 +24,7 @@ router = APIRouter()
 def stop_execution(
     task_id: str, job_id: str, execution_id: str, queries: QueriesDep, writes: WritesDep, urls: UrlsDep
 ) -> dict[str, Any]:
-    jid = parse_uuid(job_id, "jobId")
-    eid = parse_uuid(execution_id, "executionId")
+    jid, eid = parse_uuid(job_id, "jobId"), parse_uuid(execution_id, "executionId")
     queries.execution(task_id, jid, eid)  # 404 for an unknown execution
     writes.accept(ExecutionStopRequested(task_id=task_id, job_id=jid, execution_id=eid))
     return order_refs(urls, task_id, jid, eid)

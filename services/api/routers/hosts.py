@@ -25,23 +25,15 @@ def set_blacklisted(body: HostBody, writes: Acceptor, blacklisted: bool) -> Blac
     return BlacklistAnswer(host=host, blacklisted=blacklisted)
 
 
-@route(
-    router,
-    "POST",
-    "/docker-executor/blacklist",
-    summary="Take a Docker host out of rotation: no new executions (running ones finish)",
-    **reads(BlacklistAnswer),
-)
+TAKE_OUT = "Take a Docker host out of rotation: no new executions (running ones finish)"
+PUT_BACK = "Put a blacklisted Docker host back into rotation"
+
+
+@route(router, "POST", "/docker-executor/blacklist", summary=TAKE_OUT, **reads(BlacklistAnswer))
 def blacklist_host(body: HostBody, writes: WritesDep) -> BlacklistAnswer:
     return set_blacklisted(body, writes, True)
 
 
-@route(
-    router,
-    "DELETE",
-    "/docker-executor/blacklist",
-    summary="Put a blacklisted Docker host back into rotation",
-    **reads(BlacklistAnswer),
-)
+@route(router, "DELETE", "/docker-executor/blacklist", summary=PUT_BACK, **reads(BlacklistAnswer))
 def unblacklist_host(body: HostBody, writes: WritesDep) -> BlacklistAnswer:
     return set_blacklisted(body, writes, False)

@@ -1,19 +1,37 @@
 """Jobs: create or replace a job (PUT), read it with a page of its executions, stop it, run it again."""
 
-from typing import Any
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from services.api.deps import ClientIpDep, QueriesDep, SettingsDep, UrlsDep, WritesDep
 from services.api.ids import parse_uuid
 from services.api.job_orders import JobOrdersDep, order_answer, order_refs
 from services.api.models import ExecutionOrdered, JobAnswer, JobStopped, Updated
-from services.api.openapi import reads, route, writes
+from services.api.openapi import job_writes, reads, route
 from services.api.paging import PageParam
 from shared.contract.events import JobRetryRequested, JobStopRequested, JobUpdated, new_execution_id
 from shared.domain.redaction import redact
 
 router = APIRouter()
+
+
+@dataclass(frozen=True)
+class JobRef:
+    task_id: str
+    job_id: uuid.UUID
+
+
+def existing_job(task_id: str, job_id: str, queries: QueriesDep) -> JobRef:
+    """The job the path names: 400 for a malformed id, 404 for an unknown job."""
+    ref = JobRef(task_id, parse_uuid(job_id, "jobId"))
+    queries.job(ref.task_id, ref.job_id)
+    return ref
+
+
+ExistingJobDep = Annotated[JobRef, Depends(existing_job)]
 
 
 @route(
@@ -22,7 +40,7 @@ router = APIRouter()
     "/tasks/{task_id}/jobs/{job_id}",
     summary="Create or replace the job with this id",
     response_model_exclude_unset=True,
-    **writes(Updated),
+    **job_writes(Updated),
 )
 async def update(task_id: str, job_id: str, orders: JobOrdersDep, urls: UrlsDep) -> dict[str, Any]:
     jid = parse_uuid(job_id, "jobId")
@@ -61,11 +79,9 @@ def get_job(
     summary="Stop the job: its running execution and all future ones",
     **reads(JobStopped),
 )
-def stop_job(task_id: str, job_id: str, queries: QueriesDep, writes: WritesDep, urls: UrlsDep) -> dict[str, Any]:
-    jid = parse_uuid(job_id, "jobId")
-    queries.job(task_id, jid)  # 404 for an unknown job
-    writes.accept(JobStopRequested(task_id=task_id, job_id=jid))
-    return order_refs(urls, task_id, jid)
+def stop_job(job: ExistingJobDep, writes: WritesDep, urls: UrlsDep) -> dict[str, Any]:
+    writes.accept(JobStopRequested(task_id=job.task_id, job_id=job.job_id))
+    return order_refs(urls, job.task_id, job.job_id)
 
 
 @route(
@@ -75,11 +91,9 @@ def stop_job(task_id: str, job_id: str, queries: QueriesDep, writes: WritesDep, 
     summary="Run the job again now, as a new execution",
     **reads(ExecutionOrdered),
 )
-def retry_job(
-    task_id: str, job_id: str, queries: QueriesDep, writes: WritesDep, urls: UrlsDep, request_ip: ClientIpDep
-) -> dict[str, Any]:
-    jid = parse_uuid(job_id, "jobId")
-    queries.job(task_id, jid)  # 404 for an unknown job
-    command = JobRetryRequested(task_id=task_id, job_id=jid, execution_id=new_execution_id(), request_ip=request_ip)
-    writes.accept(command)
-    return order_refs(urls, task_id, jid, command.execution_id)
+def retry_job(job: ExistingJobDep, writes: WritesDep, urls: UrlsDep, request_ip: ClientIpDep) -> dict[str, Any]:
+    execution_id = new_execution_id()
+    writes.accept(
+        JobRetryRequested(task_id=job.task_id, job_id=job.job_id, execution_id=execution_id, request_ip=request_ip)
+    )
+    return order_refs(urls, job.task_id, job.job_id, execution_id)

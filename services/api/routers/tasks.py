@@ -9,7 +9,7 @@ from services.api.deps import QueriesDep, SettingsDep, UrlsDep
 from services.api.errors import BadRequest
 from services.api.job_orders import JobOrdersDep, order_answer
 from services.api.models import Enqueued, TaskJobs, TaskPage
-from services.api.openapi import reads, route, writes
+from services.api.openapi import job_writes, reads, route
 from services.api.paging import AfterParam, PageParam, page_of_tasks, parse_cursor
 from services.recorder.indexes import task_words
 from shared.contract.events import JobRequested
@@ -17,7 +17,9 @@ from shared.contract.events import JobRequested
 router = APIRouter()
 
 
-@route(router, "POST", "/tasks/{task_id}", summary="Enqueue a job in a task (created on first use)", **writes(Enqueued))
+@route(
+    router, "POST", "/tasks/{task_id}", summary="Enqueue a job in a task (created on first use)", **job_writes(Enqueued)
+)
 async def enqueue(task_id: str, orders: JobOrdersDep, urls: UrlsDep) -> dict[str, Any]:
     command = await orders.take(JobRequested, task_id, uuid.uuid4())
     return order_answer(urls, command, with_execution=True)
