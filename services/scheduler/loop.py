@@ -13,7 +13,9 @@ coordinator refuses offsets from an old generation, and the transaction, with it
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Message as KafkaMessage
@@ -34,12 +36,32 @@ log = logging.getLogger("scheduler")
 NO_OP_OFFSETS_EVERY_S = 5.0
 
 
+class GroupConsumer(Protocol):
+    """What the loop uses of a confluent_kafka.Consumer in the scheduler's group."""
+
+    def subscribe(
+        self,
+        topics: list[str],
+        on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+        on_revoke: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+    ) -> None: ...
+    def poll(self, timeout: float) -> KafkaMessage | None: ...
+    def consume(self, num_messages: int, timeout: float) -> list[KafkaMessage]: ...
+    def assignment(self) -> list[TopicPartition]: ...
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]: ...
+    def get_watermark_offsets(self, partition: TopicPartition, timeout: float) -> tuple[int, int]: ...
+    def seek(self, partition: TopicPartition) -> None: ...
+    def consumer_group_metadata(self) -> Any: ...
+    def close(self) -> None: ...
+
+
 @dataclass(eq=False)
 class Scheduler:
     """One scheduler instance: the jobs of its partitions in memory (`store`), decided on and committed in
     transactions (`transactions`), fed by `consumer` (subscribed to the jobs and executions topics)."""
 
-    consumer: Consumer
+    consumer: GroupConsumer
     transactions: TransactionGuard
     store: JobStore
     topics: Topics

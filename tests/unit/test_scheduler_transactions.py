@@ -23,8 +23,9 @@ class FakeProducer:
     def __init__(self, fail: dict[str, BaseException | str] | None = None) -> None:
         self.calls: list[str] = []
         self.fail = fail or {}
-        self.produced: list[tuple[str, bytes | None]] = []
+        self.produced: list[tuple[str, dict[str, Any]]] = []  # (topic, the keyword arguments of produce)
         self.released = threading.Event()
+        self.sent: list[tuple[list[TopicPartition], Any]] = []  # (offsets, group metadata) of each transaction
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -41,10 +42,10 @@ class FakeProducer:
         self._call("begin_transaction")
 
     def produce(self, topic: str, **record: Any) -> None:
-        self.produced.append((topic, record.get("value")))
+        self.produced.append((topic, record))
 
     def send_offsets_to_transaction(self, positions: list[TopicPartition], group_metadata: Any, timeout: float) -> None:
-        assert positions == POSITIONS and group_metadata is METADATA
+        self.sent.append((positions, group_metadata))
         self._call("send_offsets_to_transaction")
 
     def commit_transaction(self, timeout: float) -> None:
@@ -108,7 +109,9 @@ def test_a_transaction_writes_then_sends_the_offsets_with_the_group_metadata_the
         "send_offsets_to_transaction",
         "commit_transaction",
     ]
-    assert producer.produced == [("due", b"due")]
+    assert producer.produced == [("due", {"value": b"due"})]
+    [(offsets, metadata)] = producer.sent
+    assert offsets == POSITIONS and metadata is METADATA
 
 
 def test_transactions_are_initialised_once_per_producer_and_again_after_a_failed_init() -> None:

@@ -1,0 +1,246 @@
+"""The scheduler's loop on fakes (consumer, producer, state source): when a step is committed, what one
+transaction writes where, which offsets it carries, and how a failure sends the loop back to the last commit.
+The same loop on a real Kafka: tests/integration/test_scheduler.py and tests/e2e/test_scheduler_faults.py."""
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from services.scheduler.handlers import Output, Policy
+from services.scheduler.job_store import JobStore
+from services.scheduler.loop import NO_OP_OFFSETS_EVERY_S, Scheduler
+from services.scheduler.state import JobState
+from services.scheduler.step import Step
+from services.scheduler.transactions import TransactionGuard
+from shared.contract.events import (
+    ExecutionDue,
+    ExecutionFinished,
+    ExecutionStarted,
+    JobDefinition,
+    JobMessage,
+    JobRequested,
+    StopExecution,
+    encode,
+    new_execution_id,
+    utcnow,
+)
+from shared.contract.topics import Topics
+from tests.unit.test_scheduler_job_store import ARCHIVE, STATE, FakeSource
+from tests.unit.test_scheduler_transactions import FakeProducer, Producers
+
+TOPICS = Topics(
+    jobs="jobs",
+    due="due",
+    executions="executions",
+    control="control",
+    heartbeats="heartbeats",
+    scheduler_state=STATE,
+    scheduler_archive=ARCHIVE,
+    dead_letter="dlq",
+)
+DEFINITION = JobDefinition(image="img", command="true")
+METADATA = object()
+
+
+class FakeConsumer:
+    """Owns `assigned` partitions of the jobs topic at `positions` (-1: not fetched yet), with `committed_offsets`
+    in the group; `poll` hands out `pending` records, then calls `idle` (e.g. to stop the loop)."""
+
+    def __init__(self, *assigned: int) -> None:
+        self.assigned = [TopicPartition("jobs", p) for p in assigned]
+        self.positions: dict[int, int] = dict.fromkeys(assigned, 0)
+        self.committed_offsets: dict[int, int] = {}
+        self.low_watermark = 0
+        self.pending: list[Message] = []
+        self.idle: Callable[[], None] = lambda: None
+        self.seeks: list[tuple[int, int]] = []
+        self.on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None
+        self.closed = False
+
+    def subscribe(
+        self,
+        topics: list[str],
+        on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+        on_revoke: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+    ) -> None:
+        self.on_assign = on_assign
+
+    def poll(self, timeout: float) -> Message | None:
+        if self.on_assign is not None:  # the first poll joins the group
+            assign, self.on_assign = self.on_assign, None
+            assign(Consumer.__new__(Consumer), self.assigned)
+        if self.pending:
+            return self.pending.pop(0)
+        self.idle()
+        return None
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        taken, self.pending = self.pending[:num_messages], self.pending[num_messages:]
+        return taken
+
+    def assignment(self) -> list[TopicPartition]:
+        return list(self.assigned)
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.positions[tp.partition]) for tp in partitions]
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [
+            TopicPartition(tp.topic, tp.partition, self.committed_offsets.get(tp.partition, -1001)) for tp in partitions
+        ]
+
+    def get_watermark_offsets(self, partition: TopicPartition, timeout: float) -> tuple[int, int]:
+        return self.low_watermark, 100
+
+    def seek(self, partition: TopicPartition) -> None:
+        self.seeks.append((partition.partition, partition.offset))
+
+    def consumer_group_metadata(self) -> Any:
+        return METADATA
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def scheduler_on(consumer: FakeConsumer, *producers: FakeProducer) -> tuple[Scheduler, Producers]:
+    made = Producers(*producers)
+    store = JobStore(FakeSource(), STATE, ARCHIVE)
+    for tp in consumer.assigned:
+        store.load(tp.partition)
+    scheduler = Scheduler(consumer, TransactionGuard(made, timeout=1.0), store, TOPICS, Policy(), 1_000_000)
+    scheduler.transactions.prepare()
+    return scheduler, made
+
+
+def record(event: JobMessage, partition: int = 0, offset: int = 0) -> Message:
+    return Message(topic="jobs", partition=partition, offset=offset, key=event.key, value=encode(event))
+
+
+def runs_now() -> JobRequested:
+    return JobRequested(task_id="t", job_id=uuid.uuid4(), execution_id=new_execution_id(), definition=DEFINITION)
+
+
+def offsets_sent(producer: FakeProducer) -> int:
+    return producer.calls.count("send_offsets_to_transaction")
+
+
+def test_a_step_that_decides_is_one_transaction_of_state_messages_and_offsets() -> None:
+    consumer = FakeConsumer(0)
+    consumer.positions[0] = 1
+    scheduler, made = scheduler_on(consumer)
+    order = runs_now()
+    scheduler._step([record(order)])
+    [producer] = made.made
+    assert producer.calls[-3:] == ["begin_transaction", "send_offsets_to_transaction", "commit_transaction"]
+    assert [topic for topic, _ in producer.produced] == [STATE, "due"]
+    assert producer.produced[0][1]["partition"] == 0 and producer.produced[0][1]["key"] == order.key
+    kept = scheduler.store.pending(0, order.job_id)
+    assert kept is not None and order.execution_id in kept.running
+    assert not scheduler.uncommitted and not scheduler.needs_reload
+
+
+def test_messages_that_change_nothing_get_their_offsets_committed_later_with_no_transaction_of_their_own() -> None:
+    scheduler, made = scheduler_on(FakeConsumer(0))
+    job = runs_now()
+    started = ExecutionStarted(task_id="t", job_id=job.job_id, execution_id=uuid.uuid4(), host="h", container_id="c")
+    scheduler._step([record(started)])
+    assert "begin_transaction" not in made.made[0].calls
+    assert scheduler.uncommitted
+    scheduler.committed_at = time.monotonic() - NO_OP_OFFSETS_EVERY_S
+    scheduler._step([])
+    assert offsets_sent(made.made[0]) == 1 and made.made[0].produced == []
+    assert not scheduler.uncommitted
+
+
+def test_a_failed_transaction_sends_the_loop_back_to_the_last_commit_with_memory_unchanged() -> None:
+    failing = FakeProducer(fail={"commit_transaction": KafkaException(KafkaError(KafkaError._TIMED_OUT, "slow"))})
+    scheduler, _ = scheduler_on(FakeConsumer(0), failing)
+    order = runs_now()
+    scheduler._step([record(order)])
+    assert failing.calls[-1] == "abort_transaction"
+    assert scheduler.needs_reload and scheduler.uncommitted
+    assert scheduler.store.pending(0, order.job_id) is None
+
+
+def test_an_idle_job_leaves_the_state_topic_for_the_archive_and_messages_go_to_their_topics() -> None:
+    scheduler, made = scheduler_on(FakeConsumer(3))
+    idle = JobState(task_id="t", job_id=uuid.uuid4(), definition=DEFINITION)
+    execution = uuid.uuid4()
+    messages: list[Output] = [
+        ExecutionDue(task_id="t", job_id=idle.job_id, execution_id=execution, image="i", command="c"),
+        StopExecution(task_id="t", job_id=idle.job_id, execution_id=execution),
+        ExecutionFinished(task_id="t", job_id=idle.job_id, execution_id=execution, status="failed"),
+    ]
+    step = Step(scheduler.store, Policy(), utcnow())
+    step.changed[idle.job_id] = (3, idle, b"state")
+    step.out.extend((m, encode(m)) for m in messages)
+    scheduler._commit(step)
+    written = [(topic, r.get("partition"), r.get("value")) for topic, r in made.made[0].produced]
+    assert written[:2] == [(STATE, 3, None), (ARCHIVE, 3, b"state")]
+    assert [topic for topic, _, _ in written[2:]] == ["due", "control", "executions"]
+
+
+def test_a_partition_not_fetched_yet_commits_its_committed_offset_or_else_its_start() -> None:
+    consumer = FakeConsumer(0, 1, 2)
+    consumer.positions = {0: 12, 1: -1001, 2: -1001}
+    consumer.committed_offsets = {1: 7}
+    consumer.low_watermark = 3
+    scheduler, _ = scheduler_on(consumer)
+    offsets = {tp.partition: tp.offset for tp in scheduler._offsets()}
+    assert offsets == {0: 12, 1: 7, 2: 3}
+
+
+def test_no_assignment_means_nothing_may_be_committed() -> None:
+    consumer = FakeConsumer()
+    scheduler, made = scheduler_on(consumer)
+    scheduler.committed_at = time.monotonic() - NO_OP_OFFSETS_EVERY_S
+    scheduler._step([record(runs_now())])
+    assert "commit_transaction" not in made.made[0].calls
+    assert made.made[0].calls[-1] == "abort_transaction"
+
+
+def test_a_reload_seeks_every_assigned_partition_to_its_committed_offset_and_reads_the_states_again() -> None:
+    consumer = FakeConsumer(0, 1)
+    consumer.committed_offsets = {0: 5}
+    scheduler, _ = scheduler_on(consumer)
+    forgotten = JobState(task_id="t", job_id=uuid.uuid4(), definition=DEFINITION)
+    scheduler.store.committed({forgotten.job_id: (0, forgotten, b"")})  # not committed in fact: a failure followed
+    scheduler.needs_reload = True
+    scheduler._reload()
+    assert consumer.seeks == [(0, 5), (1, OFFSET_BEGINNING)]
+    assert scheduler.store.jobs == {0: {}, 1: {}} and not scheduler.needs_reload
+
+
+def test_a_fenced_producer_is_replaced_and_the_loop_goes_on_from_the_last_commit() -> None:
+    fencing = KafkaException(KafkaError(KafkaError._FENCED, "fenced by a newer producer", fatal=True))
+    fenced = FakeProducer(fail={"send_offsets_to_transaction": fencing})
+    consumer = FakeConsumer(0)
+    made = Producers(fenced)
+    scheduler = Scheduler(
+        consumer, TransactionGuard(made, timeout=1.0), JobStore(FakeSource(), STATE, ARCHIVE), TOPICS, Policy(), 1_000
+    )
+    order = runs_now()
+    consumer.pending = [record(order)]
+    stop = threading.Event()
+    polls: list[None] = []
+
+    def idle() -> None:
+        polls.append(None)
+        replaced = len(made.made) == 2
+        if len(polls) > 50 or (replaced and offsets_sent(made.made[1]) == 1):
+            stop.set()
+        elif replaced:
+            consumer.pending = [record(order)]  # read again from the committed offset after the reload
+
+    consumer.idle = idle
+    scheduler.run(stop)
+    assert len(made.made) == 2, "the fenced producer was not replaced"
+    assert offsets_sent(made.made[1]) == 1, "the order was never committed by the new producer"
+    assert "abort_transaction" not in fenced.calls
+    assert made.made[1].calls[0] == "init_transactions"
+    assert consumer.seeks == [(0, OFFSET_BEGINNING)]
+    assert consumer.closed and made.made[1].calls[-1] == "flush"
