@@ -18,7 +18,7 @@ from services.api.app import create_app
 from services.api.schemas import parse_job_spec
 from services.runner.handlers import Limits, run_execution
 from services.runner.runtime import DockerRuntime
-from services.scheduler.service import serve as serve_scheduler
+from services.scheduler.bootstrap import serve as serve_scheduler
 from shared.contract.events import ExecutionDue, ExecutionFinished, JobRequested, encode, new_execution_id, utcnow
 from shared.contract.topics import Topics
 from shared.infra.kafka import EventProducer
