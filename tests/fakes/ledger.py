@@ -1,5 +1,5 @@
 """An in-memory ledger (the runner's Ledger port), held to CassandraLedger's behaviour by
-tests/contract/test_ledger_contract.py; and a publisher that keeps what it was given (the Publisher port).
+tests/contract/test_ledger_contract.py.
 
 Each claim operation is atomic under one lock, as each of Cassandra's lightweight transactions is. What the API
 records for runners (the blacklist, stop requests) is set with `blacklist` and `request_stop`. Failure knob for
@@ -11,12 +11,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from services.runner.ports import DONE, HANDED_BACK, LOST
-from shared.contract.events import ExecutionDue, HostEvent, JobMessage
-
-
-class NotAnswering(Exception):
-    """What a fake raises while not answering (Cassandra's driver raises NoHostAvailable or OperationTimedOut, the
-    producer KafkaException)."""
+from shared.contract.events import ExecutionDue
+from tests.fakes.outage import NotAnswering
 
 
 @dataclass
@@ -112,20 +108,3 @@ class FakeLedger:
         if not self.answering:
             raise NotAnswering("the ledger does not answer")
         return self._lock
-
-
-@dataclass
-class RecordingPublisher:
-    """A publisher (the Publisher port) that keeps every event it was given, by topic. `answering` False: every
-    publish raises, like a broker that does not take the message."""
-
-    answering: bool = True
-    published: list[tuple[str, JobMessage | HostEvent]] = field(default_factory=list)
-
-    def publish(self, topic: str, event: JobMessage | HostEvent) -> None:
-        if not self.answering:
-            raise NotAnswering("the broker does not answer")
-        self.published.append((topic, event))
-
-    def on(self, topic: str) -> list[JobMessage | HostEvent]:
-        return [event for to, event in self.published if to == topic]

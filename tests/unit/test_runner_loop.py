@@ -18,7 +18,8 @@ from shared.contract.events import Event, ExecutionDue, ExecutionFinished, decod
 from shared.contract.topics import Topics
 from shared.process.settings import RunnerSettings
 from tests.fakes.engine import FakeEngine
-from tests.fakes.ledger import FakeLedger, RecordingPublisher
+from tests.fakes.ledger import FakeLedger
+from tests.fakes.publisher import RecordingPublisher
 from tests.helpers import eventually
 
 TOPIC = "due"

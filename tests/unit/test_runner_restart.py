@@ -9,7 +9,8 @@ from services.runner.restart import remove_orphans, take_up_held
 from services.runner.slots import Slots
 from shared.contract.events import ExecutionDue, ExecutionFinished, new_execution_id
 from tests.fakes.engine import FOREVER, FakeEngine, Program
-from tests.fakes.ledger import FakeLedger, RecordingPublisher
+from tests.fakes.ledger import FakeLedger
+from tests.fakes.publisher import RecordingPublisher
 
 HOST, PEER = "host-1", "host-2"
 

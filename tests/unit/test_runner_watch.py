@@ -12,7 +12,8 @@ from services.runner.stops import StopRequests
 from services.runner.watch import Watch
 from shared.contract.events import ExecutionDue, ExecutionFinished, RunnerHeartbeat, new_execution_id
 from tests.fakes.engine import FOREVER, FakeEngine, Program
-from tests.fakes.ledger import FakeLedger, RecordingPublisher
+from tests.fakes.ledger import FakeLedger
+from tests.fakes.publisher import RecordingPublisher
 
 HOST, PEER = "host-1", "host-2"
 

@@ -12,7 +12,8 @@ from services.runner.stops import StopRequests
 from services.runner.worker import REPORT_KEPT_BYTES, Worker
 from shared.contract.events import ExecutionDue, ExecutionFinished, ExecutionStarted, new_execution_id
 from tests.fakes.engine import FOREVER, FakeEngine
-from tests.fakes.ledger import FakeLedger, RecordingPublisher
+from tests.fakes.ledger import FakeLedger
+from tests.fakes.publisher import RecordingPublisher
 
 HOST, PEER = "host-1", "host-2"
 DUE_TOPIC, EXECUTIONS = "due", "executions"
