@@ -14,13 +14,11 @@ from services.api.accepting import Acceptor, JobOrderDraft
 from services.api.app import create_app
 from services.api.bootstrap import Backends
 from services.api.errors import BadRequest, KeyReused, OutcomeUnknown, PayloadTooLarge, Unavailable
-from services.api.idempotency import PUBLISHED, REFUSED, UNKNOWN, Claimed
+from services.api.idempotency import PUBLISHED, REFUSED, UNKNOWN
 from services.api.job_orders import build_job_order
 from services.api.orders import NotEnqueued
 from services.api.orders import OutcomeUnknown as OrderOutcomeUnknown
 from shared.contract.events import (
-    Command,
-    HostBlacklisted,
     JobRequested,
     JobStopRequested,
     JobUpdated,
@@ -30,66 +28,11 @@ from shared.contract.events import (
 from shared.contract.topics import Topics
 from shared.domain.farms import Farm
 from shared.process.settings import ApiSettings
+from tests.fakes.api import FakeCluster, FakeKeys, FakeProjection, FakePublisher
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 BODY = b'{"image": "busybox", "command": "echo hi"}'
 ONLY_BILLING = ApiSettings(farms=[Farm(match="billing-", hosts=["h1"], maxRunning=1)])
-
-
-class FakePublisher:
-    """Takes orders, or refuses them the way OrderPublisher does (`fail_with`)."""
-
-    ack_timeout_s = 0.0
-    commit_patience_s = 0.0
-
-    def __init__(self) -> None:
-        self.published: list[tuple[str, bytes | None, bytes]] = []
-        self.fail_with: Exception | None = None
-        self.closed = False
-
-    def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.published.append((topic, key, value))
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeProjection:
-    def __init__(self) -> None:
-        self.applied: list[Command | HostBlacklisted] = []
-        self.broken = False
-
-    def apply(self, event: Command | HostBlacklisted) -> None:
-        if self.broken:
-            raise RuntimeError("cassandra is away")
-        self.applied.append(event)
-
-
-class FakeKeys:
-    """The idempotency_keys table: a claim wins once per (task, key)."""
-
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
-        self.broken = False
-
-    def claim(self, task_id: str, key: str, print_: str, command: bytes) -> Claimed | None:
-        if self.broken:
-            raise RuntimeError("cassandra is away")
-        row = self.rows.get((task_id, key))
-        if row is None:
-            self.rows[(task_id, key)] = {"fingerprint": print_, "command": command, "state": None}
-            return None
-        # An hour old: its first request answered long ago, nothing to wait for.
-        return Claimed(row["fingerprint"], row["command"], row["state"], age_s=3600.0)
-
-    def set_state(self, task_id: str, key: str, state: str) -> None:
-        self.rows[(task_id, key)]["state"] = state
-
-    def state(self, task_id: str, key: str) -> str | None:
-        state: str | None = self.rows[(task_id, key)]["state"]
-        return state
 
 
 @pytest.fixture
@@ -238,11 +181,6 @@ def test_a_key_that_cannot_be_claimed_publishes_nothing(
 
 
 # --- over HTTP, with fake backends ----------------------------------------------------------------------------
-
-
-class FakeCluster:
-    def shutdown(self) -> None:
-        pass
 
 
 @pytest.fixture
