@@ -9,7 +9,7 @@ from services.notifier.waiting import SCHEMA as WAITING
 from services.recorder.tables import SCHEMA as READ_MODEL
 from services.runner.ledger import SCHEMA as LEDGER
 from shared.infra.cassandra import migrate
-from shared.infra.kafka import ensure_topics
+from shared.infra.kafka.admin import ensure_topics
 from shared.process.logs import setup_logging
 from shared.process.settings import Settings
 

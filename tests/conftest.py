@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient
 from services.migrate import prepare_backends
 from shared.contract.topics import Topics
 from shared.infra.cassandra import connect
-from shared.infra.kafka import ensure_topics
+from shared.infra.kafka.admin import ensure_topics
 from shared.process.settings import ApiSettings, RunnerSettings, SchedulerSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[1]

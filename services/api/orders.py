@@ -6,7 +6,7 @@ in the broker's socket (a paused broker, a lost answer) and be appended later, e
 it failed (`message.timeout.ms`, `purge()` of in-flight messages: both only void the *report*; the idempotent
 producer de-duplicates retries, it does not take a message back). So every order is written inside a Kafka
 transaction, and every reader of these topics is `read_committed` (librdkafka's default, which
-shared/infra/kafka.py's consumers keep). The transaction is committed only after the broker acknowledged the
+shared/infra/kafka/'s consumers keep). The transaction is committed only after the broker acknowledged the
 orders; when it did not in time, the transaction is aborted, or left open, which the coordinator aborts after
 `transaction.timeout.ms`: either way no reader ever sees those orders, even if the broker appends them later.
 Only the commit itself can leave the outcome unknown (it was sent and no answer came): the commit is retried
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from shared.infra.kafka import PARTITIONER
+from shared.infra.kafka.producer import PARTITIONER
 from shared.process.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from services.notifier.store import CassandraDeliveryStore
 from services.notifier.waiting import CassandraWaitingEvents
 from services.recorder.reads import JobDefinitions
 from shared.infra.cassandra import connect
-from shared.infra.kafka import EventProducer
+from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import NotifierSettings
 
 log = logging.getLogger("notifier")

@@ -12,7 +12,8 @@ from services.notifier.handlers import Planner
 from services.notifier.plan import Delivery
 from services.notifier.ports import DeliveryStore
 from shared.contract.topics import Topics, group_id
-from shared.infra.kafka import EventProducer, retry_until_done, run_consumer
+from shared.infra.kafka.consumer import retry_until_done, run_consumer
+from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import NotifierSettings
 
 log = logging.getLogger("notifier")

@@ -16,7 +16,7 @@ from services.notifier.decisions import GiveUp, after_failure, delivered
 from services.notifier.plan import Delivery
 from services.notifier.ports import DeliveryStore, Failed, Sender
 from shared.contract.events import RetryBackoff, utcnow
-from shared.infra.kafka import retry_until_done
+from shared.infra.kafka.consumer import retry_until_done
 
 log = logging.getLogger("notifier")
 

@@ -1,6 +1,6 @@
 """What the notifier needs from the world, as ports: its stores, the jobs' definitions, a sender and the
 dead-letter topic. Cassandra, HTTP/SMTP and Kafka adapters implement them (store.py, waiting.py,
-services/recorder/reads.py, send.py, shared/infra/kafka.py); tests/fakes/store.py fakes the stores, and
+services/recorder/reads.py, send.py, shared/infra/kafka/); tests/fakes/store.py fakes the stores, and
 tests/contract/test_store_contract.py holds the fakes to the Cassandra adapters."""
 
 import uuid

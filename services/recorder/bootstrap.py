@@ -9,7 +9,8 @@ from services.recorder.indexes import Indexes
 from services.recorder.rows import ProjectionRows
 from shared.contract.topics import Topics, group_id
 from shared.infra.cassandra import connect
-from shared.infra.kafka import EventProducer, run_consumer
+from shared.infra.kafka.consumer import run_consumer
+from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import Settings
 
 log = logging.getLogger("recorder")

@@ -16,7 +16,8 @@ from services.runner.runtime import DockerRuntime
 from services.runner.stops import listener_config
 from shared.contract.topics import Topics, runner_group
 from shared.infra.cassandra import connect
-from shared.infra.kafka import EventProducer, consumer_config, decode_or_park
+from shared.infra.kafka.consumer import consumer_config, decode_or_park
+from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import RunnerSettings
 
 log = logging.getLogger("runner")

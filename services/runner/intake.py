@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from services.runner.offsets import OffsetTracker, Position
 from services.runner.slots import Slots
 from shared.contract.events import Event
-from shared.infra.kafka import is_record
+from shared.infra.kafka.consumer import is_record
 
 log = logging.getLogger("runner")
 LEAVE_WAIT_S = 30  # at most this long for the messages being claimed to be acknowledged when leaving the group

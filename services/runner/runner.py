@@ -31,7 +31,7 @@ from services.runner.worker import Worker
 from shared.contract.events import Event, ExecutionDue
 from shared.contract.topics import Topics
 from shared.infra.failures import GaveUp
-from shared.infra.kafka import retry_until_done
+from shared.infra.kafka.consumer import retry_until_done
 from shared.process.settings import RunnerSettings
 
 log = logging.getLogger("runner")

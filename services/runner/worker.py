@@ -21,7 +21,7 @@ from services.runner.slots import Slot, Slots
 from services.runner.stops import StopRequests
 from shared.contract.events import ExecutionDue, ExecutionFinished, ExecutionStarted, JobMessage
 from shared.infra.failures import GaveUp
-from shared.infra.kafka import retry_until_done
+from shared.infra.kafka.consumer import retry_until_done
 
 log = logging.getLogger("runner")
 # An ExecutionFinished up to this size is kept with the claim when reported (larger ones carry logs, read again

@@ -15,7 +15,7 @@ from services.scheduler.state_reader import StateReader
 from services.scheduler.transactions import TransactionGuard
 from shared.contract.events import RetryBackoff
 from shared.contract.topics import Topics, group_id
-from shared.infra.kafka import PARTITIONER
+from shared.infra.kafka.producer import PARTITIONER
 from shared.process.settings import SchedulerSettings
 
 log = logging.getLogger("scheduler")

@@ -27,7 +27,8 @@ from services.scheduler.step import Step, decide
 from services.scheduler.transactions import KAFKA_TIMEOUT_S, Stuck, TransactionalProducer, TransactionGuard
 from shared.contract.events import ExecutionFinished, StopExecution, utcnow
 from shared.contract.topics import Topics
-from shared.infra.kafka import dead_letter_record, pause_after
+from shared.infra.kafka.consumer import pause_after
+from shared.infra.kafka.producer import dead_letter_record
 
 log = logging.getLogger("scheduler")
 

@@ -26,7 +26,7 @@ from services.scheduler.job_store import Changed, JobStore, is_idle
 from services.scheduler.state import JobState
 from shared.contract.events import HostEvent, decode, encode, utcnow
 from shared.infra.failures import reason
-from shared.infra.kafka import is_record
+from shared.infra.kafka.consumer import is_record
 
 log = logging.getLogger("scheduler")
 

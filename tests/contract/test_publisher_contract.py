@@ -14,7 +14,7 @@ from services.runner.ports import Publisher
 from shared.contract.events import ExecutionFinished, ExecutionStarted, JobMessage, new_execution_id
 from shared.contract.topics import Topics
 from shared.infra.failures import is_transient
-from shared.infra.kafka import EventProducer
+from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import Settings
 from tests.fakes.publisher import RecordingPublisher
 from tests.helpers import read_events

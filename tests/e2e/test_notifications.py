@@ -23,7 +23,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from services.devstack import DevStack, free_port
 from shared.contract.events import ExecutionFinished, new_execution_id
 from shared.contract.topics import Topics
-from shared.infra.kafka import EventProducer
+from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import Settings
 from tests.e2e.lifecycle import post_job, wait_status
 from tests.helpers import eventually, parked_headers

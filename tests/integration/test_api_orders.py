@@ -18,7 +18,7 @@ from services.api.bootstrap import Backends, bootstrap
 from services.api.orders import NotEnqueued, OrderPublisher
 from shared.contract.events import ExecutionDue, new_execution_id
 from shared.contract.topics import Topics
-from shared.infra.kafka import EventProducer
+from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import ApiSettings
 
 

@@ -10,7 +10,8 @@ from confluent_kafka import Consumer, Producer
 from shared.contract.events import Event, ExecutionDue, new_execution_id
 from shared.contract.topics import Topics
 from shared.infra.failures import POISON_ATTEMPTS
-from shared.infra.kafka import EventProducer, run_consumer
+from shared.infra.kafka.consumer import run_consumer
+from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import Settings
 from tests import helpers
 from tests.helpers import eventually

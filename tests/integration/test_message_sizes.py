@@ -21,7 +21,7 @@ from services.runner.runtime import DockerRuntime
 from services.scheduler.bootstrap import serve as serve_scheduler
 from shared.contract.events import ExecutionDue, ExecutionFinished, JobRequested, encode, new_execution_id, utcnow
 from shared.contract.topics import Topics
-from shared.infra.kafka import EventProducer
+from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import ApiSettings, RunnerSettings, Settings
 from tests.conftest import TEST_IMAGE
 from tests.helpers import eventually, read_events, start_thread

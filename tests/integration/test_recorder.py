@@ -24,7 +24,7 @@ from shared.contract.events import (
     utcnow,
 )
 from shared.contract.topics import Topics
-from shared.infra.kafka import EventProducer
+from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import Settings
 from tests.helpers import eventually, start_thread
 

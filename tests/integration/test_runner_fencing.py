@@ -15,7 +15,7 @@ from services.runner.runtime import DockerRuntime
 from shared.contract.events import ExecutionDue, ExecutionFinished, ExecutionStarted, new_execution_id
 from shared.contract.topics import Topics
 from shared.domain.farms import Farm
-from shared.infra.kafka import EventProducer
+from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import RunnerSettings
 from tests.conftest import TEST_IMAGE
 from tests.helpers import eventually, read_events, start_thread

@@ -27,7 +27,8 @@ from shared.contract.events import (
     utcnow,
 )
 from shared.contract.topics import Topics
-from shared.infra.kafka import PARTITIONER, EventProducer, ensure_topics
+from shared.infra.kafka.admin import ensure_topics
+from shared.infra.kafka.producer import PARTITIONER, EventProducer
 from shared.process.settings import Settings
 from tests.conftest import AllSettings
 from tests.helpers import eventually, read_events, start_thread

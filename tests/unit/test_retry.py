@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from shared.infra.kafka import retry_until_done
+from shared.infra.kafka.consumer import retry_until_done
 
 
 def test_retries_until_the_action_succeeds() -> None:

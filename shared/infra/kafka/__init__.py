@@ -1,0 +1,1 @@
+"""Kafka plumbing: `admin` (topics), `producer` (the idempotent producer), `consumer` (the at-least-once loop)."""
