@@ -98,7 +98,9 @@ def test_every_path_and_module_the_docs_name_exists(page: Path) -> None:
 
 
 def test_the_path_check_refuses_a_moved_module() -> None:
-    text = "`shared/infra/kafka/producer.py`, `shared/kafka.py`, `python -m services.migrate`, `python -m services.gone`"
+    text = (
+        "`shared/infra/kafka/producer.py`, `shared/kafka.py`, `python -m services.migrate`, `python -m services.gone`"
+    )
     assert named_paths(text, ROOT) == ["shared/kafka.py", "services/gone"]
 
 
