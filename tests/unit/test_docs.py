@@ -45,11 +45,12 @@ def test_every_fastlane_variable_of_the_deploy_files_is_documented() -> None:
 def test_the_readme_names_every_module_of_shared_and_every_service_package() -> None:
     readme = (ROOT / "README.md").read_text()
     rows = {line.split(" | ")[0].strip("| `"): line for line in readme.splitlines() if line.startswith("| `")}
-    unnamed = [
-        f"{m.parent.name}/{m.name}"
-        for m in sorted((ROOT / "shared").glob("*/*.py"))
-        if m.name != "__init__.py" and f"`{m.name}`" not in rows.get(f"shared/{m.parent.name}/", "")
-    ]
+    unnamed = []
+    for part in sorted((ROOT / "shared").glob("*/*")):
+        name = part.name if part.suffix == ".py" else f"{part.name}/"
+        is_module = part.suffix == ".py" or (part / "__init__.py").exists()
+        if is_module and part.name != "__init__.py" and f"`{name}`" not in rows.get(f"shared/{part.parent.name}/", ""):
+            unnamed.append(f"shared/{part.parent.name}/{name}")
     unnamed += [f"services/{p.parent.name}/" for p in (ROOT / "services").glob("*/__init__.py")]
     assert [u for u in unnamed if u not in rows] == []
 
