@@ -11,8 +11,8 @@ from services.scheduler.job_store import RETIRE_PER_STEP, Changed, JobStore
 from services.scheduler.rebalance import Rebalances
 from services.scheduler.state import JobState, Timer
 from shared.contract.events import JobDefinition
+from tests.fakes.scheduler import ARCHIVE, STATE, FakeSource
 
-STATE, ARCHIVE = "scheduler.state", "scheduler.state.idle"
 SOON = datetime.now(UTC) + timedelta(hours=1)
 NO_CONSUMER = cast(Consumer, None)
 
@@ -20,29 +20,6 @@ NO_CONSUMER = cast(Consumer, None)
 def job(pending: bool = True) -> JobState:
     timers = (Timer(fire_at=SOON, kind="start"),) if pending else ()
     return JobState(task_id="t", job_id=uuid.uuid4(), definition=JobDefinition(image="i", command="c"), timers=timers)
-
-
-class FakeSource:
-    """States per (topic, partition); counts the reads; raises `failure` when set."""
-
-    def __init__(self) -> None:
-        self.topics: dict[tuple[str, int], dict[uuid.UUID, JobState]] = {}
-        self.reads: list[tuple[str, int]] = []
-        self.failure: Exception | None = None
-        self.closed = False
-
-    def put(self, topic: str, partition: int, *states: JobState) -> None:
-        self.topics.setdefault((topic, partition), {}).update({s.job_id: s for s in states})
-
-    def read_states(self, topic: str, partition: int) -> tuple[dict[uuid.UUID, JobState], int]:
-        if self.failure is not None:
-            raise self.failure
-        self.reads.append((topic, partition))
-        states = dict(self.topics.get((topic, partition), {}))
-        return states, len(states)
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def store_on(source: FakeSource) -> JobStore:

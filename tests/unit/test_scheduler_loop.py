@@ -5,10 +5,8 @@ The same loop on a real Kafka: tests/integration/test_scheduler.py and tests/e2e
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message
 
 from services.scheduler.handlers import Output, Policy
 from services.scheduler.job_store import JobStore
@@ -29,8 +27,7 @@ from shared.contract.events import (
     utcnow,
 )
 from shared.contract.topics import Topics
-from tests.unit.test_scheduler_job_store import ARCHIVE, STATE, FakeSource
-from tests.unit.test_scheduler_transactions import FakeProducer, Producers
+from tests.fakes.scheduler import ARCHIVE, STATE, FakeConsumer, FakeProducer, FakeSource, Producers
 
 TOPICS = Topics(
     jobs="jobs",
@@ -43,67 +40,6 @@ TOPICS = Topics(
     dead_letter="dlq",
 )
 DEFINITION = JobDefinition(image="img", command="true")
-METADATA = object()
-
-
-class FakeConsumer:
-    """Owns `assigned` partitions of the jobs topic at `positions` (-1: not fetched yet), with `committed_offsets`
-    in the group; `poll` hands out `pending` records, then calls `idle` (e.g. to stop the loop)."""
-
-    def __init__(self, *assigned: int) -> None:
-        self.assigned = [TopicPartition("jobs", p) for p in assigned]
-        self.positions: dict[int, int] = dict.fromkeys(assigned, 0)
-        self.committed_offsets: dict[int, int] = {}
-        self.low_watermark = 0
-        self.pending: list[Message] = []
-        self.idle: Callable[[], None] = lambda: None
-        self.seeks: list[tuple[int, int]] = []
-        self.on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None
-        self.closed = False
-
-    def subscribe(
-        self,
-        topics: list[str],
-        on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None,
-        on_revoke: Callable[[Consumer, list[TopicPartition]], None] | None = None,
-    ) -> None:
-        self.on_assign = on_assign
-
-    def poll(self, timeout: float) -> Message | None:
-        if self.on_assign is not None:  # the first poll joins the group
-            assign, self.on_assign = self.on_assign, None
-            assign(Consumer.__new__(Consumer), self.assigned)
-        if self.pending:
-            return self.pending.pop(0)
-        self.idle()
-        return None
-
-    def consume(self, num_messages: int, timeout: float) -> list[Message]:
-        taken, self.pending = self.pending[:num_messages], self.pending[num_messages:]
-        return taken
-
-    def assignment(self) -> list[TopicPartition]:
-        return list(self.assigned)
-
-    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        return [TopicPartition(tp.topic, tp.partition, self.positions[tp.partition]) for tp in partitions]
-
-    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
-        return [
-            TopicPartition(tp.topic, tp.partition, self.committed_offsets.get(tp.partition, -1001)) for tp in partitions
-        ]
-
-    def get_watermark_offsets(self, partition: TopicPartition, timeout: float) -> tuple[int, int]:
-        return self.low_watermark, 100
-
-    def seek(self, partition: TopicPartition) -> None:
-        self.seeks.append((partition.partition, partition.offset))
-
-    def consumer_group_metadata(self) -> Any:
-        return METADATA
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def scheduler_on(consumer: FakeConsumer, *producers: FakeProducer) -> tuple[Scheduler, Producers]:

@@ -23,7 +23,7 @@ from shared.contract.events import (
     encode,
     new_execution_id,
 )
-from tests.unit.test_scheduler_job_store import ARCHIVE, STATE, FakeSource
+from tests.fakes.scheduler import ARCHIVE, STATE, FakeSource
 
 POLICY = Policy()
 DEFINITION = JobDefinition(image="img", command="true")

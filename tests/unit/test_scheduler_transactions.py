@@ -4,75 +4,16 @@ fault tests)."""
 
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from services.scheduler import transactions
 from services.scheduler.transactions import Stuck, TransactionalProducer, TransactionGuard, bounded
+from tests.fakes.scheduler import FakeProducer, Producers
 
 POSITIONS = [TopicPartition("jobs", 0, 7)]
 METADATA = object()
-
-
-class FakeProducer:
-    """Records the calls it gets; `fail` maps a call's name to what it raises (or "hang": it blocks until the
-    test ends)."""
-
-    def __init__(self, fail: dict[str, BaseException | str] | None = None) -> None:
-        self.calls: list[str] = []
-        self.fail = fail or {}
-        self.produced: list[tuple[str, dict[str, Any]]] = []  # (topic, the keyword arguments of produce)
-        self.released = threading.Event()
-        self.sent: list[tuple[list[TopicPartition], Any]] = []  # (offsets, group metadata) of each transaction
-
-    def _call(self, name: str) -> None:
-        self.calls.append(name)
-        failure = self.fail.get(name)
-        if failure == "hang":
-            self.released.wait(10)
-        elif isinstance(failure, BaseException):
-            raise failure
-
-    def init_transactions(self, timeout: float) -> None:
-        self._call("init_transactions")
-
-    def begin_transaction(self) -> None:
-        self._call("begin_transaction")
-
-    def produce(self, topic: str, **record: Any) -> None:
-        self.produced.append((topic, record))
-
-    def send_offsets_to_transaction(self, positions: list[TopicPartition], group_metadata: Any, timeout: float) -> None:
-        self.sent.append((positions, group_metadata))
-        self._call("send_offsets_to_transaction")
-
-    def commit_transaction(self, timeout: float) -> None:
-        self._call("commit_transaction")
-
-    def abort_transaction(self, timeout: float) -> None:
-        self._call("abort_transaction")
-
-    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None:
-        self._call("purge")
-
-    def flush(self, timeout: float) -> int:
-        self._call("flush")
-        return 0
-
-
-class Producers:
-    """The guard's producer factory: hands out the producers queued in `made`, or plain ones."""
-
-    def __init__(self, *queued: FakeProducer) -> None:
-        self.queued = list(queued)
-        self.made: list[FakeProducer] = []
-
-    def __call__(self) -> TransactionalProducer:
-        producer = self.queued.pop(0) if self.queued else FakeProducer()
-        self.made.append(producer)
-        return producer
 
 
 @pytest.fixture(autouse=True)
