@@ -5,8 +5,6 @@ from cassandra.cluster import Session
 
 from services.recorder.handlers import project
 from services.recorder.rows import ProjectionRows
-from services.recorder.timestamps import execution_created_at as execution_created_at
-from services.recorder.timestamps import write_time as write_time
 from shared.contract.events import Command, Event
 from shared.infra.writes import Writes, joined
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from services.recorder.projections import execution_created_at, write_time
+from services.recorder.timestamps import execution_created_at, write_time
 from shared.contract.events import (
     ExecutionDue,
     ExecutionFinished,
