@@ -9,10 +9,10 @@ import docker
 from confluent_kafka import Consumer
 
 from services.migrate import prepare_backends
+from services.runner.docker_runtime import DockerRuntime
 from services.runner.handlers import Limits
 from services.runner.ledger import CassandraLedger
 from services.runner.runner import Runner
-from services.runner.runtime import DockerRuntime
 from services.runner.stops import listener_config
 from shared.contract.topics import Topics, runner_group
 from shared.infra.cassandra import connect

@@ -1,6 +1,6 @@
 """The runner's ports: what it needs of a container engine, of the ledger and of the broker.
 
-Adapters: `runtime.DockerRuntime` (engine), `ledger.CassandraLedger` (ledger),
+Adapters: `docker_runtime.DockerRuntime` (engine), `ledger.CassandraLedger` (ledger),
 `shared.infra.kafka.producer.EventProducer` (publisher). Their fakes are in tests/fakes/, held to the same
 behaviour by the contract suites in tests/contract/.
 """

@@ -11,9 +11,9 @@ import uuid
 from datetime import timedelta
 
 from services.runner.bootstrap import docker_tls
+from services.runner.docker_runtime import DockerRuntime
 from services.runner.ledger import CassandraLedger
 from services.runner.ports import ContainerRuntime, Ledger
-from services.runner.runtime import DockerRuntime
 from shared.contract.events import utcnow
 from shared.infra.cassandra import connect
 from shared.process.logs import setup_logging

@@ -11,8 +11,8 @@ from datetime import timedelta
 
 import pytest
 
+from services.runner.docker_runtime import DockerRuntime
 from services.runner.ports import LABEL, ContainerRuntime, ContainerSpec, RuntimeFailure
-from services.runner.runtime import DockerRuntime
 from shared.contract.events import utcnow
 from tests.conftest import TEST_IMAGE
 from tests.fakes.engine import FOREVER, FakeEngine, Program

@@ -149,7 +149,7 @@ def test_the_second_engine_is_reached_over_tls_with_a_client_certificate(farms: 
     """e2's runner runs jobs (below) through this endpoint; without the client certificate it answers nothing."""
     bare = docker.tls.TLSConfig(ca_cert=str(ENGINE2_TLS / "ca.pem"), verify=True)  # trusts the engine, no client cert
     client = docker.DockerClient(base_url=ENGINE2_TLS_URL, tls=bare, version="1.41")
-    client.api.trust_env = False  # the CA above, not REQUESTS_CA_BUNDLE (see services/runner/runtime.py)
+    client.api.trust_env = False  # the CA above, not REQUESTS_CA_BUNDLE (see services/runner/docker_runtime.py)
     with pytest.raises(requests.exceptions.SSLError, match=r"ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED)"):
         client.ping()
     e2 = farms.hosts()["e2"]

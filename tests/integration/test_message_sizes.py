@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from services.api.app import create_app
 from services.api.schemas import parse_job_spec
+from services.runner.docker_runtime import DockerRuntime
 from services.runner.handlers import Limits, run_execution
-from services.runner.runtime import DockerRuntime
 from services.scheduler.bootstrap import serve as serve_scheduler
 from shared.contract.events import ExecutionDue, ExecutionFinished, JobRequested, encode, new_execution_id, utcnow
 from shared.contract.topics import Topics

@@ -5,10 +5,10 @@ import uuid
 
 from cassandra.cluster import Session
 
+from services.runner.docker_runtime import DockerRuntime
 from services.runner.ledger import CassandraLedger
 from services.runner.ports import LABEL, ContainerSpec
 from services.runner.prune import prune
-from services.runner.runtime import DockerRuntime
 from shared.contract.events import ExecutionDue, new_execution_id
 from shared.process.settings import RunnerSettings
 from tests.conftest import TEST_IMAGE

@@ -10,8 +10,8 @@ import pytest
 from cassandra.cluster import Session
 
 from services.runner.bootstrap import serve
+from services.runner.docker_runtime import DockerRuntime
 from services.runner.ledger import CassandraLedger
-from services.runner.runtime import DockerRuntime
 from shared.contract.events import ExecutionDue, ExecutionFinished, ExecutionStarted, new_execution_id
 from shared.contract.topics import Topics
 from shared.domain.farms import Farm

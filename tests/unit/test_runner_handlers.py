@@ -9,9 +9,9 @@ import pytest
 import requests
 import urllib3
 
+from services.runner.docker_runtime import DockerRuntime, demultiplex
 from services.runner.handlers import Limits, clip, container_spec, run_execution
 from services.runner.ports import EngineUnavailable, LogTail
-from services.runner.runtime import DockerRuntime, demultiplex
 from shared.contract.events import (
     ExecutionDue,
     ExecutionFinished,
