@@ -1,4 +1,4 @@
-"""Response models: the shapes the API answers with, as ../docs/fastlane-api.md describes them.
+"""Response models: the shapes the API answers with, as ../shared/docs/fastlane-api.md describes them.
 
 Routes build plain dicts; FastAPI validates them against these models on the way out (so an answer can never
 drift from what /openapi.json promises) and publishes them in /openapi.json.

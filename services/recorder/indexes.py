@@ -26,7 +26,7 @@ from shared.contract.events import (
 )
 from shared.infra.writes import Writes
 
-BUCKET = 0  # every task in one listing partition; see README (scale)
+BUCKET = 0  # every task in one listing partition; see docs/benchmarks.md (reads at scale)
 GATED_MEMORY = 10_000  # execution ids whose gate this process has passed, remembered (oldest forgotten first)
 
 
