@@ -3,13 +3,13 @@
 job's events in the order they were published, whole; a broker that does not take the message makes `publish`
 raise an error the consumers treat as an outage (waited out, never parked)."""
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
+from services.devstack import free_port
 from services.runner.ports import Publisher
 from shared.contract.events import ExecutionFinished, ExecutionStarted, JobMessage, new_execution_id
 from shared.contract.topics import Topics
@@ -31,13 +31,6 @@ class PublisherUnderTest:
     silence: Callable[[], Publisher]
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(params=["fake", "kafka"])
 def under_test(request: pytest.FixtureRequest) -> Iterator[PublisherUnderTest]:
     if request.param == "fake":
@@ -54,7 +47,8 @@ def under_test(request: pytest.FixtureRequest) -> Iterator[PublisherUnderTest]:
         return
     settings: Settings = request.getfixturevalue("own_topics")
     producer = EventProducer(settings)
-    nowhere = EventProducer(settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{closed_port()}"}))
+    # free_port: a loopback port nothing listens on (bound, then released).
+    nowhere = EventProducer(settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"}))
 
     def on_topic(topic: str) -> list[JobMessage]:
         events = read_events(settings.kafka_bootstrap, topic, 0, timeout=5)
