@@ -2,14 +2,16 @@
 
 from fastapi import APIRouter
 
-from services.api.routers import executions, health, hosts, jobs, logs, status, tasks
+from services.api.routers import console, executions, health, hosts, jobs, live, logs, status, tasks
 
 ROUTERS: tuple[APIRouter, ...] = (
     tasks.router,
     jobs.router,
     executions.router,
+    live.router,
     logs.router,
     hosts.router,
     health.router,
     status.router,
+    console.router,
 )
