@@ -1,6 +1,7 @@
 """The FastAPI application: middlewares, the resource routers, error mapping, and the lifespan that builds the
 backends (services/api/bootstrap.py) at start-up and closes them at shutdown."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ def create_app(settings: ApiSettings, make_backends: Callable[[ApiSettings], Bac
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = await run_in_threadpool(make_backends, settings)
+        app.state.backends.start(asyncio.get_running_loop())
         log.info("api ready", extra={"port": settings.api_port})
         try:
             yield

@@ -2,12 +2,16 @@
 what reads and writes through it, and the write use case over them. `create_app` calls `bootstrap` at start-up
 (tests hand it another); routes reach what it built through services/api/deps.py."""
 
+import asyncio
 from dataclasses import dataclass
 
 from cassandra.cluster import Cluster, Session
 
 from services.api.accepting import Acceptor
 from services.api.idempotency import IdempotencyKeys
+from services.api.live.follow import Follower
+from services.api.live.hub import OutputHub
+from services.api.live.reads import LiveReads
 from services.api.orders import OrderPublisher
 from services.api.ports import OrderPublishing
 from services.api.queries import Queries
@@ -29,8 +33,16 @@ class Backends:
     writes: Acceptor
     cluster: Cluster
     session: Session
+    follower: Follower | None = None  # live logs (none: the routes answer 503)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Once the event loop runs: the live output consumer starts."""
+        if self.follower is not None:
+            self.follower.hub.start(loop)
 
     def close(self) -> None:
+        if self.follower is not None:
+            self.follower.hub.close()
         self.orders.close()
         self.cluster.shutdown()
 
@@ -51,4 +63,5 @@ def bootstrap(settings: ApiSettings, orders: OrderPublishing | None = None) -> B
         writes=Acceptor(orders, projections, keys, topics),
         cluster=cluster,
         session=session,
+        follower=Follower(OutputHub(settings), LiveReads(session, settings.keyspace)),
     )

@@ -146,6 +146,7 @@ class Job(Model):
     startAt: float | None
     cron: str | None
     cronTimezone: str
+    nextRunAt: str | None = Field(default=None, description="a cron job's next fire time (ISO 8601, UTC)")
     retries: int
     retryBackoff: RetryBackoff | None
     expiration: float | None

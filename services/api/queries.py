@@ -9,6 +9,7 @@ from cassandra.cluster import Session
 
 from services.api.errors import NotFound
 from shared.domain.redaction import REDACTED
+from shared.domain.schedule import next_cron_fire
 
 
 def iso(value: datetime | None) -> str | None:
@@ -178,6 +179,17 @@ def _unix(value: str | None) -> float | None:
     return datetime.fromisoformat(value).timestamp() if value else None
 
 
+def next_run(definition: dict[str, Any]) -> str | None:
+    """When a cron job fires next (from now: a stopped job still shows its cron, with `scheduled` false)."""
+    if not definition.get("cron"):
+        return None
+    try:
+        at = next_cron_fire(definition["cron"], definition.get("cron_timezone", "UTC"), datetime.now(UTC))
+    except ValueError:
+        return None
+    return at.astimezone(UTC).isoformat()
+
+
 def schedule_doc(definition_json: str | None) -> dict[str, Any]:
     """The job's schedule and limits, in the request's own field names (times as UNIX seconds)."""
     d = json.loads(definition_json or "{}")
@@ -187,6 +199,7 @@ def schedule_doc(definition_json: str | None) -> dict[str, Any]:
         "startAt": _unix(d.get("start_at")),
         "cron": d.get("cron"),
         "cronTimezone": d.get("cron_timezone", "UTC"),
+        "nextRunAt": next_run(d),
         "retries": d.get("retries", 0),
         "retryBackoff": {"minMs": backoff["min_ms"], "factor": backoff["factor"], "maxMs": backoff["max_ms"]}
         if backoff

@@ -10,8 +10,10 @@ from fastapi.responses import JSONResponse
 
 from shared.process.settings import ApiSettings
 
-# Open even when authentication is on: load balancers and orchestrators probe it.
-OPEN_PATHS = frozenset({"/healthcheck", "/healthcheck/"})
+# Open even when authentication is on: load balancers and orchestrators probe the healthcheck; the console's
+# static pages hold no data and no secret (they call the API, which asks for credentials).
+OPEN_PATHS = frozenset({"/healthcheck", "/healthcheck/", "/", "/ui", "/ui/"})
+OPEN_PREFIXES = ("/ui/static/",)
 
 
 def _same(a: str, b: str) -> bool:
@@ -43,7 +45,8 @@ def auth_middleware(
     settings: ApiSettings,
 ) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
     async def check(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.method == "OPTIONS" or request.url.path in OPEN_PATHS:
+        path = request.url.path
+        if request.method == "OPTIONS" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return await call_next(request)
         if not authorized(settings, request.headers.get("authorization", "")):
             headers = {}

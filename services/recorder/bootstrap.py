@@ -23,6 +23,15 @@ def serve(settings: Settings, stop: threading.Event) -> None:
     producer = EventProducer(settings)
     recorder = Recorder(session, ProjectionRows(session, settings.keyspace), Indexes(session, settings.keyspace))
     log.info("recorder started")
+    # Live output has a consumer (and group) of its own: a job that writes a lot never delays the projection of
+    # every job's lifecycle.
+    output = threading.Thread(
+        target=run_consumer,
+        args=(settings, group_id(settings, "recorder.output"), [topics.output], recorder.record, producer, stop),
+        name="recorder-output",
+        daemon=True,
+    )
+    output.start()
     try:
         run_consumer(
             settings,
@@ -34,6 +43,8 @@ def serve(settings: Settings, stop: threading.Event) -> None:
             on_poison=recorder.record_poison,
         )
     finally:
+        stop.set()
+        output.join(timeout=10)
         producer.close()
         cluster.shutdown()
         log.info("recorder stopped")

@@ -14,6 +14,7 @@ from services.recorder.timestamps import execution_created_at, first_write_wins,
 from shared.contract.events import (
     ExecutionDue,
     ExecutionFinished,
+    ExecutionOutput,
     ExecutionPulling,
     ExecutionStarted,
     HostBlacklisted,
@@ -78,8 +79,12 @@ class ProjectionRows:
         # being due (the scheduler refused its job) still lists by age.
         self._finish = session.prepare(
             f"UPDATE {ks}.executions USING TIMESTAMP ? SET status = ?, finished_at = ?, exit_code = ?, stdout = ?,"
-            " stderr = ?, error = ?, docker_host = ?, created_at = ?"
+            " stderr = ?, error = ?, docker_host = ?, created_at = ?, output_bytes = ?"
             " WHERE task_id = ? AND job_id = ? AND execution_id = ?"
+        )
+        self._output = session.prepare(
+            f"INSERT INTO {ks}.execution_output (execution_id, at, stream, chunk, size, skipped)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
         )
         self._blacklist = session.prepare(f"INSERT INTO {ks}.blacklist (host, since) VALUES (?, ?) USING TIMESTAMP ?")
         self._unblacklist = session.prepare(f"DELETE FROM {ks}.blacklist USING TIMESTAMP ? WHERE host = ?")
@@ -171,6 +176,9 @@ class ProjectionRows:
             ),
         )
 
+    def execution_output(self, e: ExecutionOutput, w: Writes) -> None:
+        w.add(self._output, (e.execution_id, e.offset, e.stream, e.text, e.size, e.skipped))
+
     def execution_finished(self, e: ExecutionFinished, w: Writes) -> None:
         w.add(
             self._finish,
@@ -184,6 +192,7 @@ class ProjectionRows:
                 e.error,
                 e.host,
                 execution_created_at(e.execution_id) if e.execution_id.version == 1 else None,
+                e.output_bytes,
                 e.task_id,
                 e.job_id,
                 e.execution_id,

@@ -78,6 +78,11 @@ SCHEMA = Schema(
         "CREATE TABLE IF NOT EXISTS {ks}.blacklist (host text PRIMARY KEY, since timestamp)",
         """CREATE TABLE IF NOT EXISTS {ks}.job_counters (
         task_id text, job_id uuid, executions counter, PRIMARY KEY ((task_id, job_id)))""",
+        # Live output (ExecutionOutput chunks) by execution, in the order written: a follower's backlog. `at` is the
+        # chunk's offset, so a chunk published twice (a runner restarted) is one row.
+        """CREATE TABLE IF NOT EXISTS {ks}.execution_output (
+        execution_id uuid, at bigint, stream text, chunk text, size int, skipped bigint,
+        PRIMARY KEY ((execution_id), at))""",
         # Stop requests (StopExecution), kept a week: a runner that was down when one was broadcast finds it here.
         """CREATE TABLE IF NOT EXISTS {ks}.stop_requests (execution_id timeuuid PRIMARY KEY, requested_at timestamp)
     WITH default_time_to_live = 604800""",
@@ -90,6 +95,7 @@ SCHEMA = Schema(
         ("task_words", "last_modified_at", "timestamp"),
         ("task_words", "jobs_count", "bigint"),
         ("hosts", "farm", "text"),
+        ("executions", "output_bytes", "bigint"),
     ),
-    retained=("executions",),  # executions with their logs
+    retained=("executions", "execution_output"),  # executions with their logs and their live output
 )

@@ -12,12 +12,13 @@ from services.migrate import prepare_backends
 from services.runner.docker_runtime import DockerRuntime
 from services.runner.handlers import Limits
 from services.runner.ledger import CassandraLedger
+from services.runner.output import OutputLimits
 from services.runner.runner import Runner
 from services.runner.stops import listener_config
 from shared.contract.topics import Topics, runner_group
 from shared.infra.cassandra import connect
 from shared.infra.kafka.consumer import consumer_config, decode_or_park
-from shared.infra.kafka.producer import EventProducer
+from shared.infra.kafka.producer import EventProducer, OutputProducer
 from shared.process.settings import RunnerSettings
 
 log = logging.getLogger("runner")
@@ -30,6 +31,12 @@ def limits_from(settings: RunnerSettings) -> Limits:
         settings.stop_grace_s,
         settings.host_lost_after_s,
         settings.max_message_bytes,
+        OutputLimits(
+            settings.output_chunk_bytes,
+            settings.output_chunks_per_s,
+            settings.output_rate_bytes_s,
+            settings.output_burst_bytes,
+        ),
     )
 
 
@@ -54,6 +61,7 @@ def serve(settings: RunnerSettings, stop: threading.Event) -> None:
         log_tail_bytes=limits.log_budget,
     )
     producer = EventProducer(settings)
+    output = OutputProducer(settings, Topics.from_settings(settings).output)
     cluster, session = connect(settings)
     group = runner_group(settings, settings.my_farm.name)
     runner = Runner(
@@ -65,11 +73,13 @@ def serve(settings: RunnerSettings, stop: threading.Event) -> None:
         open_consumer=lambda: Consumer(consumer_config(settings, group)),
         open_control_consumer=lambda: Consumer(listener_config(settings)),
         decode=functools.partial(decode_or_park, producer=producer, topics=Topics.from_settings(settings)),
+        output=output,
     )
     log.info("runner started", extra={"host": runner.host, "farm": runner.farm.name, "capacity": runner.capacity})
     try:
         runner.run(stop)
     finally:
+        output.close()
         producer.close()
         cluster.shutdown()
         log.info("runner stopped")

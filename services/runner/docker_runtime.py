@@ -18,6 +18,7 @@ from urllib3.exceptions import NewConnectionError
 from services.runner.ports import LABEL, ContainerSpec, EngineUnavailable, LogTail, RuntimeFailure, Started, nothing
 
 TLS_API_VERSION = "1.41"
+FOLLOW_READ_TIMEOUT_S = 600.0  # a followed output stream silent this long is read again from the start
 
 
 _NOT_CONNECTED = (ConnectionRefusedError, FileNotFoundError, requests.exceptions.ConnectTimeout, NewConnectionError)
@@ -194,6 +195,30 @@ class DockerRuntime:
                 frames.feed(chunk)
         return frames.tails()
 
+    def follow(self, container_id: str) -> Iterator[tuple[int, bytes]]:
+        """The output stream with `follow=1`: the engine sends what was written so far, then each write as it
+        happens, and ends the stream when the container ends. No read timeout shorter than a quiet job's
+        silence: a read waits up to FOLLOW_READ_TIMEOUT_S, then the stream counts as broken."""
+        api = self._client.api
+        url = f"{api.base_url}/v{api.api_version}/containers/{urllib.parse.quote(container_id)}/logs"
+        with answering():
+            response = api.get(
+                url,
+                params={"stdout": 1, "stderr": 1, "follow": 1},
+                timeout=(10, FOLLOW_READ_TIMEOUT_S),
+                stream=True,
+            )
+            try:
+                try:
+                    response.raise_for_status()
+                except requests.exceptions.HTTPError as exc:
+                    raise create_api_error_from_http_exception(exc) from exc
+                frames = FrameReader()
+                for chunk in response.iter_content(None):
+                    yield from frames.feed(chunk)
+            finally:
+                response.close()
+
     def remove(self, container_id: str) -> None:
         with answering(), contextlib.suppress(NotFound):
             self._client.api.remove_container(container_id, force=True)
@@ -210,18 +235,16 @@ class DockerRuntime:
             yield c["Id"], c["Labels"][LABEL], c["State"]
 
 
-class Demultiplexer:
-    """demultiplex() for a stream read in chunks, keeping the last `keep` bytes of each of stdout and stderr."""
+class FrameReader:
+    """The frames of a non-TTY log stream read in chunks: yields (stream, payload bytes) as they arrive (a frame
+    split across chunks comes out in pieces)."""
 
-    def __init__(self, keep: int) -> None:
-        self._keep = keep
-        self._streams = {1: bytearray(), 2: bytearray()}
-        self._totals = {1: 0, 2: 0}
+    def __init__(self) -> None:
         self._header = bytearray()
         self._kind = 0
-        self._left = 0  # payload bytes of the current frame still to come
+        self._left = 0
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes) -> Iterator[tuple[int, bytes]]:
         view = memoryview(chunk)
         while view:
             if self._left == 0:
@@ -235,12 +258,26 @@ class Demultiplexer:
                 continue
             payload, view = view[: self._left], view[self._left :]
             self._left -= len(payload)
-            if self._kind in self._streams:
-                kept = self._streams[self._kind]
-                kept += payload
-                self._totals[self._kind] += len(payload)
-                if len(kept) > 2 * self._keep:  # trimmed now and then, not at every frame
-                    del kept[: len(kept) - self._keep]
+            if self._kind in (1, 2):
+                yield self._kind, bytes(payload)
+
+
+class Demultiplexer:
+    """demultiplex() for a stream read in chunks, keeping the last `keep` bytes of each of stdout and stderr."""
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._streams = {1: bytearray(), 2: bytearray()}
+        self._totals = {1: 0, 2: 0}
+        self._frames = FrameReader()
+
+    def feed(self, chunk: bytes) -> None:
+        for kind, payload in self._frames.feed(chunk):
+            kept = self._streams[kind]
+            kept += payload
+            self._totals[kind] += len(payload)
+            if len(kept) > 2 * self._keep:  # trimmed now and then, not at every frame
+                del kept[: len(kept) - self._keep]
 
     def tails(self) -> tuple["LogTail", "LogTail"]:
         out = []

@@ -6,16 +6,18 @@ import shlex
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from services.runner.output import OutputFollower, OutputLimits
 from services.runner.ports import (
     LABEL,
     ContainerRuntime,
     ContainerSpec,
     EngineUnavailable,
     Interrupted,
+    OutputSink,
     RuntimeFailure,
 )
 from shared.contract.events import (
@@ -110,6 +112,7 @@ class Limits:
     stop_grace_s: float = 10.0
     engine_lost_after_s: float = 60.0  # an engine silent this long is taken for gone, with its containers
     max_message_bytes: int = 2 * 1024 * 1024  # the size every Kafka message fits in (Settings.max_message_bytes)
+    output: OutputLimits = field(default_factory=OutputLimits)  # live output (output.py)
 
     @property
     def log_budget(self) -> int:
@@ -131,6 +134,7 @@ def run_execution(
     stop: threading.Event,
     cancel: threading.Event | None = None,
     on_exit: Callable[[], None] | None = None,
+    output: OutputSink | None = None,
 ) -> bool:
     """Run the container of `due` to its end, publishing ExecutionStarted and ExecutionFinished.
 
@@ -145,6 +149,9 @@ def run_execution(
     wherever the farm's runners take it). Once the container has ended, a silent engine costs its logs (the
     execution is reported with its exit code and why the logs are missing), never a second run. Returns False
     when the engine failed, True otherwise.
+
+    With `output`, the container's output is also published live while it runs (output.py), and the
+    ExecutionFinished says how many bytes it was (`output_bytes`).
     """
     cancel = cancel or threading.Event()
     ids: dict[str, Any] = {"task_id": due.task_id, "job_id": due.job_id, "execution_id": due.execution_id}
@@ -170,14 +177,27 @@ def run_execution(
     started_at: datetime = started.started_at or utcnow()
     publish(ExecutionStarted(**ids, host=host, container_id=container_id, occurred_at=started_at))
     timeout = min(limits.hard_timeout_s if due.timeout_s is None else due.timeout_s, limits.hard_timeout_s)
+    follower = None
+    if output is not None:
+        follower = OutputFollower(runtime, container_id, {**ids, "host": host}, output, limits.output).start()
     try:
         exit_code, ended_by, error = _await_end(runtime, container_id, timeout, limits, stop, cancel)
     except EngineLost as exc:
         lost: EngineLost | None = exc
+    except BaseException:
+        if follower is not None:
+            follower.abandon()
+        raise
     else:
         lost = None
     if on_exit is not None:
         on_exit()  # the container has ended (or its engine is gone): no longer running
+    output_bytes = None
+    if follower is not None:
+        if lost is None:
+            output_bytes = follower.finish()
+        else:
+            follower.abandon()
     if lost is not None:
         log.warning("engine lost; the execution fails", extra={"execution_id": str(due.execution_id)})
         error = f"the Docker engine of host {host} has not answered for {limits.engine_lost_after_s:g}s: {lost}"
@@ -202,6 +222,7 @@ def run_execution(
             error=clip_error(error),
             host=host,
             started_at=started_at,
+            output_bytes=output_bytes,
         )
     )
     try:

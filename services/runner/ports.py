@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from shared.contract.events import ExecutionDue, HostEvent, JobMessage
+from shared.contract.events import ExecutionDue, ExecutionOutput, HostEvent, JobMessage
 
 # --- the container engine ----------------------------------------------------------------------------------------
 
@@ -102,6 +102,11 @@ class ContainerRuntime(Protocol):
         replaces each byte that is not UTF-8 by U+FFFD); an adapter may keep only their ends (as a LogTail, which
         says how many bytes came before)."""
 
+    def follow(self, container_id: str) -> Iterator[tuple[int, bytes]]:
+        """The container's output from its start, as it is written: (1 for stdout or 2 for stderr, bytes) in the
+        order the container wrote them; the iterator ends when the container has ended. Raises
+        EngineUnavailable when the engine does not answer (or the stream breaks)."""
+
     def remove(self, container_id: str) -> None:
         """Remove the container, running or not; a container that is gone is no error."""
 
@@ -167,3 +172,13 @@ class Ledger(Protocol):
 class Publisher(Protocol):
     def publish(self, topic: str, event: JobMessage | HostEvent) -> None:
         """Returns once the broker has the event; raises when it did not take it."""
+
+
+class OutputSink(Protocol):
+    """Where live output goes (the `output` topic): best effort, never blocking an execution."""
+
+    def send(self, chunk: ExecutionOutput) -> bool:
+        """Queue the chunk for the broker without waiting; False when it could not be queued (the queue is full)."""
+
+    def flush(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the queued chunks to reach the broker."""

@@ -22,7 +22,7 @@ from services.runner.intake import Intake
 from services.runner.keep_alive import KeepAlive
 from services.runner.liveness import Liveness
 from services.runner.offsets import Position
-from services.runner.ports import ContainerRuntime, Ledger, Publisher
+from services.runner.ports import ContainerRuntime, Ledger, OutputSink, Publisher
 from services.runner.restart import take_up_held
 from services.runner.slots import Slots
 from services.runner.stops import ControlConsumer, StopRequests, listen_for_stops
@@ -52,9 +52,10 @@ class Runner:
         open_consumer: Callable[[], Consumer],
         open_control_consumer: Callable[[], ControlConsumer],
         decode: Callable[[Message], Event | None],
+        output: OutputSink | None = None,
     ) -> None:
         """`open_consumer`: a new consumer of the farm's group; `open_control_consumer`: the stop listener's;
-        `decode`: a message's event, or None when it is not one (parked)."""
+        `decode`: a message's event, or None when it is not one (parked); `output`: where live output goes."""
         self.host = settings.host_label
         self.farm = settings.my_farm
         self.capacity = settings.capacity
@@ -80,6 +81,7 @@ class Runner:
             self.stops,
             self.breaker,
             self.intake.done_with,
+            output,
         )
         self.watch = Watch(
             self.host,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from services.runner.breaker import Breaker
 from services.runner.handlers import Limits, clip_error, container_name, run_execution
 from services.runner.offsets import Position
-from services.runner.ports import ContainerRuntime, EngineUnavailable, Interrupted, Ledger, Publisher
+from services.runner.ports import ContainerRuntime, EngineUnavailable, Interrupted, Ledger, OutputSink, Publisher
 from services.runner.slots import Slot, Slots
 from services.runner.stops import StopRequests
 from shared.contract.events import ExecutionDue, ExecutionFinished, ExecutionStarted, JobMessage
@@ -47,9 +47,11 @@ class Worker:
         stops: StopRequests,
         breaker: Breaker,
         done_with: Callable[[Position], None],
+        output: OutputSink | None = None,
     ) -> None:
         """`topics`: (the farm's due topic, where executions are handed back; the executions topic).
-        `done_with`: told when the message of an execution may be acknowledged."""
+        `done_with`: told when the message of an execution may be acknowledged. `output`: where live output
+        goes (none: not followed)."""
         self.host = host
         self.limits = limits
         self.runtime = runtime
@@ -60,6 +62,7 @@ class Worker:
         self.stops = stops
         self.breaker = breaker
         self.done_with = done_with
+        self.output = output
 
     def work(self, due: ExecutionDue, position: Position | None, stop: threading.Event) -> None:
         """Claim (unless taken up after a restart: `position` None, running already), acknowledge, run to the
@@ -132,7 +135,7 @@ class Worker:
 
         def attempt() -> None:
             engine_answered.append(
-                run_execution(due, self.runtime, publish, self.host, self.limits, stop, cancel, slot.give)
+                run_execution(due, self.runtime, publish, self.host, self.limits, stop, cancel, slot.give, self.output)
             )
 
         silent_since: float | None = None

@@ -227,6 +227,35 @@ class ExecutionFinished(JobMessage):
     error: str | None = None
     host: str | None = None
     started_at: datetime | None = None
+    # Bytes of output (both streams) the container wrote, as counted by the runner's live output (ExecutionOutput
+    # offsets end here); None when the runner did not follow the output (it never ran, or an older runner).
+    output_bytes: int | None = None
+
+
+OutputStream = Literal["stdout", "stderr"]
+
+
+class ExecutionOutput(JobMessage):
+    """Output of a running container, as it is written (topic `output`, keyed by EXECUTION id: one execution's
+    chunks keep their order). `offset` is how many bytes of output (stdout and stderr together, in the order the
+    container wrote them) came before this chunk, `size` how many bytes it holds (`text` is their UTF-8 decoding,
+    invalid bytes replaced), `skipped` how many bytes just before it were not published (over the runner's rate
+    limit, or the broker did not take them). A runner that takes up a container again after a restart publishes
+    its output again from the start, at the same offsets: a follower keeps each offset once. Best effort: the
+    execution's log in ExecutionFinished stays the record."""
+
+    type: Literal["ExecutionOutput"] = "ExecutionOutput"
+    execution_id: uuid.UUID
+    host: str
+    stream: OutputStream
+    text: str
+    offset: int
+    size: int
+    skipped: int = 0
+
+    @property
+    def key(self) -> bytes:
+        return str(self.execution_id).encode()
 
 
 class HostEvent(BaseModel):
@@ -277,6 +306,7 @@ Event = Annotated[
     | ExecutionPulling
     | ExecutionStarted
     | ExecutionFinished
+    | ExecutionOutput
     | RunnerHeartbeat
     | HostBlacklisted,
     Field(discriminator="type"),

@@ -18,6 +18,7 @@ class Topics:
     scheduler_state: str  # compacted: the scheduler's per-job state (internal)
     scheduler_archive: str  # compacted: the states of jobs without pending work, read only when an order needs one
     dead_letter: str  # messages no handler could parse, parked with their origin
+    output: str = ""  # ExecutionOutput, keyed by execution id: runners -> recorder, the API's live followers
     # ExecutionDue per farm (farm name -> topic): scheduler -> the runners of that farm, recorder.
     farm_due: dict[str, str] = field(default_factory=dict)
     settings: Settings | None = field(default=None, compare=False, repr=False)
@@ -34,6 +35,7 @@ class Topics:
             scheduler_state=f"{p}scheduler.state",
             scheduler_archive=f"{p}scheduler.state.idle",
             dead_letter=f"{p}dlq",
+            output=f"{p}output",
             farm_due={f.name: due_topic(p, f.name) for f in settings.farms},
             settings=settings,
         )
@@ -58,13 +60,15 @@ class Topics:
             self.scheduler_state,
             self.scheduler_archive,
             self.dead_letter,
+            self.output,
         ]
 
     def config(self, name: str) -> dict[str, str]:
         """Per-topic settings (set on topics made by an earlier version too): one message size limit everywhere;
         the scheduler's state and archive keep the latest record per job, forever, compacted close behind (a
         segment is only compacted once closed: without a roll every 10 min the state topic would be read
-        uncompacted for 7 days at every rebalance); heartbeats are kept six hours."""
+        uncompacted for 7 days at every rebalance); heartbeats are kept six hours; live output
+        `output_retention_hours` (the recorder's table keeps it as long as the executions)."""
         size = {"max.message.bytes": str(self.settings.max_message_bytes if self.settings else 2 * 1024 * 1024)}
         if name in (self.scheduler_state, self.scheduler_archive):
             return size | {
@@ -75,6 +79,9 @@ class Topics:
             }
         if name == self.heartbeats:
             return size | {"retention.ms": str(6 * 3600 * 1000)}
+        if name == self.output:
+            hours = self.settings.output_retention_hours if self.settings else 24
+            return size | {"retention.ms": str(hours * 3600 * 1000)}
         return size
 
 

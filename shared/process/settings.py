@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     """Largest message any producer sends and any topic takes (each producer's `message.max.bytes` and each topic's
     `max.message.bytes`; a Cassandra mutation, half a commit-log segment, must hold one): job definitions are
     bounded at the API to half of it and logs are clipped to fit, so every message fits by construction."""
+    output_retention_hours: int = Field(default=24, ge=1, le=24 * 365)
+    """How long the `output` topic keeps live output (ExecutionOutput chunks); followers read older output from the
+    recorder's `execution_output` table, kept as long as the executions."""
     startup_timeout_s: float = 180.0
     """How long a service waits at start-up for Kafka and Cassandra to answer before giving up."""
     timeout_hard_limit_s: float = Field(default=1800.0, gt=0)
@@ -178,6 +181,15 @@ class RunnerSettings(Settings):
     """Largest stdout or stderr kept per execution (the rest is cut, keeping the end, with a note)."""
     stop_grace_s: float = Field(default=10.0, ge=0)
     """Between SIGTERM and SIGKILL when stopping a container (stop request or timeout)."""
+    output_chunk_bytes: int = Field(default=16 * 1024, ge=256, le=256 * 1024)
+    """Largest live output chunk (ExecutionOutput) the runner publishes."""
+    output_chunks_per_s: float = Field(default=20.0, gt=0, le=1000)
+    """Most live output chunks per second per execution: output written faster is gathered into fewer chunks."""
+    output_rate_bytes_s: int = Field(default=64 * 1024, ge=1024)
+    """Live output bytes per second per execution, on average; beyond it (and the burst) output is skipped from
+    the live stream, with the count of skipped bytes (the final log is unaffected)."""
+    output_burst_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Live output an execution may publish at once above its rate (a token bucket of this size)."""
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     """How often the runner sends its heartbeat, rewrites its liveness token, pings its engine, reads the blacklist and
     checks stop requests."""

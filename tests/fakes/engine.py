@@ -12,6 +12,7 @@ each wait).
 
 import codecs
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -130,6 +131,20 @@ class FakeEngine:
         assert container is not None, f"no container {container_id}"
         program = container.program
         return self._tail(program.stdout), self._tail(program.stderr)
+
+    def follow(self, container_id: str) -> Iterator[tuple[int, bytes]]:
+        """The program's stdout then its stderr (a fake program writes them at once), then waits for its end
+        (or its removal)."""
+        self._answer()
+        container = self._find(container_id)
+        assert container is not None, f"no container {container_id}"
+        program = container.program
+        for kind, written in ((1, program.stdout), (2, program.stderr)):
+            if written:
+                yield kind, written.decode("utf-8", errors=BYTE_BY_BYTE).encode()
+        while container.exit_code is None and container.id in self.containers:
+            time.sleep(0.01)
+            self._answer()
 
     def remove(self, container_id: str) -> None:
         self._answer()

@@ -104,6 +104,50 @@ class EventProducer:
         self._producer.flush(10)
 
 
+class OutputProducer:
+    """The producer of live output (ExecutionOutput), apart from the event producer: chunks are queued without
+    waiting (a flush of the event producer waits for everything in flight, and lifecycle events must not queue
+    behind output). Bounded: librdkafka's queue holds at most `queue_kbytes`; a chunk that does not fit is not
+    sent, and the caller counts it as skipped. Delivery failures are logged, not raised: live output is best
+    effort."""
+
+    def __init__(self, settings: Settings, topic: str, queue_kbytes: int = 32 * 1024) -> None:
+        self._topic = topic
+        self._failed = 0
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "acks": "all",
+                "linger.ms": 5,
+                "partitioner": PARTITIONER,
+                "message.max.bytes": settings.max_message_bytes,
+                "queue.buffering.max.kbytes": queue_kbytes,
+                "message.timeout.ms": 30_000,
+            }
+        )
+
+    def send(self, chunk: JobMessage) -> bool:
+        try:
+            self._producer.produce(self._topic, key=chunk.key, value=encode(chunk), on_delivery=self._delivered)
+        except (BufferError, KafkaException):
+            return False
+        finally:
+            self._producer.poll(0)
+        return True
+
+    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._failed += 1
+            if self._failed in (1, 10, 100) or self._failed % 1000 == 0:
+                log.warning("live output lost", extra={"error": str(err), "lost_so_far": self._failed})
+
+    def flush(self, timeout: float) -> None:
+        self._producer.flush(timeout)
+
+    def close(self) -> None:
+        self._producer.flush(5)
+
+
 # Room a parked message's headers (origin, reason) take at most: a message that filled its topic's limit is cut
 # by this much to fit on the dead-letter topic, whose limit is the same.
 DEAD_LETTER_ROOM = 16 * 1024
