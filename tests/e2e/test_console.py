@@ -2,6 +2,7 @@
 made from the form whose lines appear while it runs, a running job stopped from its page, a task found with the
 search box, hostile text shown as text, and every page rendered and saved as a screenshot in docs/ui/."""
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from services.devstack import DevStack
+from shared.process.settings import Settings
 from tests.conftest import TEST_IMAGE
 from tests.e2e.browser import (
     button,
@@ -27,6 +29,7 @@ from tests.e2e.browser import (
 from tests.e2e.lifecycle import FINAL, post_job, wait_status
 from tests.helpers import eventually
 
+USER, PASSWORD, TOKEN = "ops", "correct horse battery staple", "t0ken-for-the-console"
 COUNT_TO_THREE = "bash -c 'for i in 1 2 3; do echo $i; sleep 1; done'"
 HOSTILE = "<img src=x onerror=window.pwned=1>"
 
@@ -44,8 +47,38 @@ def browser() -> Iterator[WebDriver]:
 def console(browser: WebDriver, stack: DevStack) -> Iterator[WebDriver]:
     """The browser, checked afterwards for script errors (a broken module shows up only there)."""
     yield browser
-    errors = [e for e in console_errors(browser) if "favicon" not in e]
+    # A 401 is how the API asks for credentials: Chromium logs it as a failed load, the console signs in.
+    errors = [e for e in console_errors(browser) if "favicon" not in e and "status of 401" not in e]
     assert not errors, errors
+
+
+class GuardedApi(DevStack):
+    """A second API process on the session's topics and keyspace, with basic auth and a bearer token on."""
+
+    def wait_until_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthcheck", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"the guarded API did not answer within {timeout}s:\n{self.log_tail('api')}")
+
+
+@pytest.fixture(scope="module")
+def guarded_api(backends: Settings, stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with GuardedApi(
+        backends.topic_prefix,
+        backends.keyspace,
+        tmp_path_factory.mktemp("guarded"),
+        services=("api",),
+        FASTLANE_BASIC_AUTH_USERNAME=USER,
+        FASTLANE_BASIC_AUTH_PASSWORD=PASSWORD,
+        FASTLANE_BEARER_TOKENS=f'["{TOKEN}"]',
+    ) as api:
+        yield api.url
 
 
 def open_page(driver: WebDriver, stack: DevStack, fragment: str) -> None:
@@ -134,6 +167,38 @@ def test_hostile_text_is_shown_as_text(console: WebDriver, stack: DevStack, clie
         assert console.execute_script("return window.pwned") is None, name
     wait_for(console, lambda d: "<script>window.pwned=2</script>" in text_of(d, "#log"), "the output, as text")
     assert not console.find_elements(By.CSS_SELECTOR, "#log *:not(span)")
+
+
+def sign_in(driver: WebDriver, **fields: str) -> None:
+    dialog = wait_for(driver, lambda d: shown(d, "dialog.sign-in[open]"), "the sign-in form")[0]
+    for name, value in fields.items():
+        dialog.find_element(By.NAME, name).send_keys(value)
+    button(driver, "Sign in", within="dialog[@open]").click()
+
+
+def test_the_console_asks_for_credentials_and_keeps_them_in_the_tab_only(
+    console: WebDriver, guarded_api: str, client: httpx.Client
+) -> None:
+    post_job(client, "true", task=f"console-guarded-{uuid.uuid4().hex[:6]}")
+    page = httpx.get(f"{guarded_api}/ui/")
+    assert page.status_code == 200, "the console's page is open: it holds no data"
+    assert httpx.get(f"{guarded_api}/tasks").status_code == 401
+    console.get(f"{guarded_api}/ui/#/tasks")
+
+    sign_in(console, username=USER, password="wrong")
+    wait_for(console, lambda d: "refused" in text_of(d, "dialog.sign-in[open]"), "the credentials refused")
+    sign_in(console, username=USER, password=PASSWORD)
+    wait_for(console, lambda d: task_links(d), "the tasks, once signed in")
+    stored = console.execute_script("return sessionStorage.getItem('fastlane.authorization')")
+    assert stored.startswith("Basic ")
+    assert console.execute_script("return localStorage.length") == 0
+    assert PASSWORD not in console.page_source
+
+    button(console, "Sign out", within="header").click()
+    sign_in(console, token=TOKEN)
+    wait_for(console, lambda d: task_links(d), "the tasks, with the token")
+    assert console.execute_script("return sessionStorage.getItem('fastlane.authorization')") == f"Bearer {TOKEN}"
+    console.execute_script("sessionStorage.clear()")
 
 
 def test_a_host_is_put_back_into_rotation_from_the_status_page(
