@@ -98,11 +98,17 @@ class Chunker:
     def take(self, stream: int, data: bytes) -> None:
         if not data:
             return
-        last = self._segments[-1] if self._segments else None
-        if last is not None and last.stream == stream and len(last.data) < self._limits.chunk_bytes:
-            last.data += data
-        else:
-            self._segments.append(Segment(stream, self.position, bytearray(data)))
+        size = self._limits.chunk_bytes
+        at, view = self.position, memoryview(data)
+        while view:  # into the last segment while it has room, then into new ones of at most a chunk each
+            last = self._segments[-1] if self._segments else None
+            if last is not None and last.stream == stream and len(last.data) < size:
+                room = size - len(last.data)
+                last.data += view[:room]
+                at, view = at + len(view[:room]), view[room:]
+            else:
+                self._segments.append(Segment(stream, at, bytearray(view[:size])))
+                at, view = at + len(view[:size]), view[size:]
         self.position += len(data)
         self._pending += len(data)
         while self._pending > self._limits.pending_bytes and len(self._segments) > 1:
