@@ -19,6 +19,14 @@ import {
 } from "./dom.js";
 import { NotAStream, readEvents } from "./sse.js";
 
+const STAGE = { enqueued: 0, pulling: 1, running: 2 };
+
+// Of two statuses of one execution, the one further on (the recorded one may lag the live stream).
+function furthest(a, b) {
+  const stage = (s) => (FINAL.has(s) ? 3 : (STAGE[s] ?? -1));
+  return stage(b) > stage(a) ? b : a;
+}
+
 function deliveries(list) {
   if (!list || !list.length) return empty("No webhook or e-mail for this execution.");
   return table(
@@ -86,9 +94,10 @@ export async function executionPage(ctx, taskId, jobId, executionId) {
   const details = h("div");
   const log = new LogView();
   let ended = null; // the `end` message, once the stream told it: it may be ahead of the recorded status
+  let streamed = null; // the status the stream's last `execution` message told
 
   function render(execution) {
-    const status = ended && !FINAL.has(execution.status) ? ended.status : execution.status;
+    const status = furthest(furthest(execution.status, streamed), ended?.status);
     const shown = { ...execution, status };
     const running = !FINAL.has(status);
     replace(
@@ -194,7 +203,10 @@ export async function executionPage(ctx, taskId, jobId, executionId) {
 
   function onMessage(type, message) {
     if (type === "output") log.output(message);
-    else if (type === "execution" && message.status && !ended) render({ ...last, status: last.status === "enqueued" ? message.status : last.status });
+    else if (type === "execution" && message.status) {
+      streamed = message.status;
+      render(last);
+    }
     else if (type === "end") {
       ended = message;
       log.setState(`ended: ${message.status}${message.exitCode !== null && message.exitCode !== undefined ? ` (exit code ${message.exitCode})` : ""}`, `final final-${message.status}`);
