@@ -258,7 +258,7 @@ def test_each_page_renders_and_is_saved_as_a_screenshot(
             lambda d: "ended: done" in text_of(d, "#log-state") and "warning" in text_of(d, "#log .stderr"),
         ),
         "status": ("/status", lambda d: shown(d, "table.hosts tr[data-host]") and shown(d, "table.running tr")),
-        "new": (f"/new?task={task}", lambda d: shown(d, "form.job-form")),
+        "new": (f"/new?task={task}&image={TEST_IMAGE}", lambda d: TEST_IMAGE in text_of(d, "#request-preview")),
     }
     for page, (fragment, ready) in pages.items():
         open_page(console, stack, fragment)

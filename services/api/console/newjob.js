@@ -90,24 +90,36 @@ export async function newJobPage(ctx) {
     }
   }
 
+  // What the form sends, as a curl user would write it: updated as the form changes.
+  const preview = h("pre", { class: "json request", id: "request-preview" });
+  function showRequest() {
+    let text;
+    try {
+      text = JSON.stringify(body(), null, 2);
+    } catch (error) {
+      text = `(${error.message})`;
+    }
+    preview.textContent = `POST /tasks/${task.value.trim() || "{taskId}"}\n${text}`;
+  }
+
   const row = (label, input, hint) => h("label", { class: "row" }, h("span", { class: "label" }, label), input, hint ? h("span", { class: "hint" }, hint) : null);
+  const form = h(
+    "form",
+    { class: "job-form", onsubmit: send, novalidate: true, oninput: showRequest, onchange: showRequest },
+    row("Task", task, "created on first use"),
+    row("Image", image, "no tag means latest"),
+    row("Command", command, "split like a shell does; no shell is added (use sh -c '…')"),
+    row("Envs", envs),
+    h("fieldset", { class: "row" }, h("legend", { class: "label" }, "Schedule"), h("div", { class: "choices" }, choices)),
+    row("Retries", retries, "more executions after a failed one"),
+    row("Timeout", timeout, "seconds; the container is killed after it"),
+    result,
+    h("div", { class: "buttons" }, submit),
+  );
+  showRequest();
   ctx.render(
     h("div", { class: "title-row" }, h("h1", {}, "New job")),
-    card(
-      null,
-      h(
-        "form",
-        { class: "job-form", onsubmit: send, novalidate: true },
-        row("Task", task, "created on first use"),
-        row("Image", image, "no tag means latest"),
-        row("Command", command, "split like a shell does; no shell is added (use sh -c '…')"),
-        row("Envs", envs),
-        h("fieldset", { class: "row" }, h("legend", { class: "label" }, "Schedule"), h("div", { class: "choices" }, choices)),
-        h("div", { class: "row two" }, row("Retries", retries), row("Timeout (s)", timeout)),
-        result,
-        h("div", { class: "buttons" }, submit),
-      ),
-    ),
+    h("div", { class: "form-layout" }, card(null, form), card("Request", preview)),
   );
   task.value ? image.focus() : task.focus();
 }
