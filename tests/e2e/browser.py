@@ -5,7 +5,7 @@ for, read what is shown, save a screenshot."""
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
@@ -56,7 +56,7 @@ def wait_for(driver: WebDriver, probe: Callable[[WebDriver], T], what: str, time
             return False
 
     try:
-        result: T = WebDriverWait(driver, timeout, poll_frequency=0.1).until(tolerant)
+        result = cast(T, WebDriverWait(driver, timeout, poll_frequency=0.1).until(tolerant))
     except TimeoutException:
         page = text_of(driver, "body")[-3000:]
         raise AssertionError(
@@ -78,11 +78,13 @@ def text_of(driver: WebDriver, css: str) -> str:
 def button(driver: WebDriver, label: str, within: str = "main") -> WebElement:
     """The visible button labelled `label` (waits for it)."""
     xpath = f"//{within}//button[normalize-space(.)='{label}']"
-    return wait_for(
+    found = wait_for(
         driver,
         lambda d: next((b for b in d.find_elements(By.XPATH, xpath) if b.is_displayed() and b.is_enabled()), None),
         f"a button {label!r}",
     )
+    assert found is not None
+    return found
 
 
 def confirm(driver: WebDriver, label: str) -> None:
@@ -92,7 +94,8 @@ def confirm(driver: WebDriver, label: str) -> None:
 
 def console_errors(driver: WebDriver) -> list[str]:
     """Errors the page's scripts logged (a failed module import shows up here)."""
-    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    entries: list[dict[str, Any]] = cast(Any, driver).get_log("browser")  # Chrome's driver has get_log
+    return [e["message"] for e in entries if e["level"] == "SEVERE"]
 
 
 def png_size(path: Path) -> tuple[int, int]:
