@@ -165,6 +165,8 @@ class Queries:
 
     def execution(self, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID) -> dict[str, Any]:
         """An execution with its notifications (webhook and e-mail deliveries); both reads at once."""
+        if execution_id.version != 1:  # execution ids are time-based: the table's timeuuid refuses any other
+            raise NotFound(f"execution {execution_id} not found in job {job_id} of task {task_id}")
         found = self._session.execute_async(self._execution, (task_id, job_id, execution_id))
         deliveries = self._session.execute_async(self._deliveries, (task_id, job_id, execution_id))
         row = found.result().one()

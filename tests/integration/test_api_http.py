@@ -191,3 +191,23 @@ def test_a_definition_over_half_the_message_limit_answers_413(backends: ApiSetti
         refused = c.post("/tasks/big", json={"image": "i", "command": "c", "envs": envs})
         assert refused.status_code == 413 and "job definition too large" in refused.json()["error"]
         assert c.post("/tasks/big", json={"image": "i", "command": "c", "envs": {"A": "b"}}).status_code == 200
+
+
+def test_live_logs_ask_for_the_same_credentials(backends: ApiSettings) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    unknown = f"/tasks/none/jobs/{uuid.uuid4()}/executions/{uuid.uuid1()}"
+    with api_client(backends, bearer_tokens=["tok-a"]) as c:
+        try:
+            with c.websocket_connect(f"{unknown}/ws") as socket:
+                socket.receive_text()
+            raise AssertionError("the socket was not refused")
+        except WebSocketDisconnect as refused:
+            assert refused.code == 4401
+        with c.websocket_connect(f"{unknown}/ws", headers={"Authorization": "Bearer tok-a"}) as socket:
+            refusal = socket.receive_json()
+            assert refusal["type"] == "error" and "not found" in refusal["message"]
+        assert c.get(f"{unknown}/logs", params={"follow": "true"}).status_code == 401
+        followed = c.get(f"{unknown}/logs", params={"follow": "true"}, headers={"Authorization": "Bearer tok-a"})
+        assert followed.status_code == 404
+        assert c.get("/ui/").status_code == 200  # the console's page is open: it holds no data

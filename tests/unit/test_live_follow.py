@@ -300,3 +300,18 @@ def test_an_sse_event_never_breaks_on_the_text() -> None:
     assert raw.startswith(b"event: output\ndata: {")
     assert b"\r" not in raw
     assert encode_sse(follow_module.KEEPALIVE) == b": keep-alive\n\n"
+
+
+async def test_a_job_follower_waits_for_the_retry_even_when_the_table_is_behind_the_hub() -> None:
+    f, reads, hub = follower()
+    reads.job_state = JobState(False, None, 1)
+    first, retry = new_execution_id(), new_execution_id()
+    reads.executions[first] = running(first)  # the recorder has not written the end yet
+
+    def retry_runs_and_ends() -> None:
+        reads.executions[first] = ended(first, 0, "failed")
+        reads.executions[retry] = ended(retry, 0, "done", attempt=2)
+
+    steps = [[finished(first, 0, "failed")], retry_runs_and_ends]
+    messages = await collect(f.job(TASK, JOB), steps, hub)
+    assert [m["status"] for m in messages if m["type"] == "end"] == ["failed", "done"]

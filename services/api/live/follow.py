@@ -9,6 +9,7 @@ the follower sends what is left up to the execution's `output_bytes`, then `end`
 """
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -233,9 +234,13 @@ class Follower:
             while True:
                 if current is None:
                     current = await self._next(task_id, job_id, None, subscription)
+                status = current.status
                 async for message in self.execution(task_id, job_id, current.execution_id, streams=streams):
+                    if message["type"] == "end":
+                        status = message["status"]
                     yield message
-                current = await self.reads.execution(task_id, job_id, current.execution_id) or current
+                # The end as followed: the table may not show it yet (the recorder can be behind the hub).
+                current = dataclasses.replace(current, status=status)
                 job = await self.reads.job(task_id, job_id) or job
                 newer = await self.reads.latest(task_id, job_id)
                 if newer is not None and newer.execution_id != current.execution_id:

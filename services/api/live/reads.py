@@ -86,6 +86,8 @@ class LiveReads:
         return (await asyncio.to_thread(self._session.execute, statement, args)).one()
 
     async def execution(self, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID) -> ExecutionState | None:
+        if execution_id.version != 1:
+            return None  # execution ids are time-based (the table's timeuuid refuses any other)
         row = await self._one(self._execution, (task_id, job_id, execution_id))
         return ExecutionState.of(row) if row is not None else None
 
