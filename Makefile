@@ -21,10 +21,12 @@ deps: .venv/.synced
 	$(UV) sync --frozen --quiet
 	@touch $@
 
-# Docker engine, test image, Kafka and Cassandra jars: each step is a no-op when already done.
+# Docker engine, test image, Chromium (the console's browser tests), Kafka and Cassandra jars: each step is a
+# no-op when already done.
 provision: deps
 	@deploy/scripts/docker.sh
 	@deploy/scripts/test-image.sh
+	@deploy/scripts/browser.sh
 	@deploy/scripts/kafka.sh jars
 	@deploy/scripts/cassandra.sh jars
 

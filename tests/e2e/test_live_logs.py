@@ -220,3 +220,36 @@ def test_unknown_or_malformed_ids(client: httpx.Client, stack: DevStack) -> None
     _, code, _ = follow_now(ws_url(f"{stack.url}/tasks/none/jobs/not-a-uuid"))
     assert code == 4400
     assert client.get("/tasks/none/jobs/not-a-uuid/logs", params={"follow": "true"}).status_code == 400
+
+
+def test_a_runner_and_a_recorder_killed_mid_stream_cost_a_follower_nothing(
+    client: httpx.Client, stack: DevStack
+) -> None:
+    """kill -9 of the runner while its container writes (the restarted runner publishes the output again from
+    the start: the follower keeps each offset once), and of the recorder (the follower goes on from Kafka)."""
+    job = post_job(client, "bash -c 'for i in $(seq 1 12); do echo line $i; sleep 0.5; done'")
+    killed: list[str] = []
+
+    async def watch() -> tuple[Messages, int | None, str | None]:
+        messages: Messages = []
+        async with websockets.connect(ws_url(job["executionUrl"]), open_timeout=20) as socket:
+            try:
+                async for raw in socket:
+                    messages.append(json.loads(raw))
+                    if "line 2\n" in text_of(messages) and not killed:
+                        killed.append("runner")
+                        stack.kill("runner")
+                        stack.kill("recorder")
+                        await asyncio.sleep(1.5)
+                        stack.restart("runner")
+                        stack.restart("recorder")
+            except ConnectionClosed:
+                pass
+        return messages, socket.close_code, socket.close_reason
+
+    messages, code, reason = asyncio.run(asyncio.wait_for(watch(), 180))
+    assert killed == ["runner"]
+    assert [line for _, line in lines(messages)] == [f"line {i}" for i in range(1, 13)]
+    assert (code, reason) == (1000, "done")
+    late, _, _ = follow_now(ws_url(job["executionUrl"]))  # and the table has all of it, once
+    assert [line for _, line in lines(late)] == [f"line {i}" for i in range(1, 13)]
