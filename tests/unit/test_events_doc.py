@@ -28,6 +28,7 @@ def test_every_example_in_the_event_docs_is_a_valid_event() -> None:
         "ExecutionPulling",
         "ExecutionStarted",
         "ExecutionFinished",
+        "ExecutionOutput",
         "RunnerHeartbeat",
         "HostBlacklisted",
     }
