@@ -2,6 +2,7 @@
 followed over WebSocket and Server-Sent Events from the API (docs/live-logs.md)."""
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -253,3 +254,50 @@ def test_a_runner_and_a_recorder_killed_mid_stream_cost_a_follower_nothing(
     assert (code, reason) == (1000, "done")
     late, _, _ = follow_now(ws_url(job["executionUrl"]))  # and the table has all of it, once
     assert [line for _, line in lines(late)] == [f"line {i}" for i in range(1, 13)]
+
+
+def test_an_api_process_stops_on_sigterm_with_followers_still_connected(client: httpx.Client, stack: DevStack) -> None:
+    from services.devstack import free_port
+
+    job = post_job(client, "sleep 60")
+    wait_status(client, job["executionUrl"], {"running"})
+    port = free_port()
+    stack.start("api", "api-followed", FASTLANE_API_PORT=str(port))
+    second = job["executionUrl"].replace(stack.url, f"http://127.0.0.1:{port}")
+    eventually_up = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthcheck", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < eventually_up, "the second API did not start"
+        time.sleep(0.5)
+
+    async def followers_then_sigterm() -> tuple[int | None, bool]:
+        socket = await websockets.connect(ws_url(second), open_timeout=20)
+        await socket.recv()  # the execution message: it follows
+        async with (
+            httpx.AsyncClient(timeout=60) as http,
+            http.stream("GET", f"{second}/logs", params={"follow": "true"}) as sse,
+        ):
+            assert sse.status_code == 200
+            lines_read = sse.aiter_lines()
+            await anext(lines_read)
+            await asyncio.to_thread(stack.terminate, "api-followed", 20)  # raises when it takes longer
+            ended = False
+            try:
+                async for _ in lines_read:
+                    pass
+                ended = True
+            except httpx.HTTPError:
+                ended = True  # cut: also an end
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await socket.recv()
+        return socket.close_code, ended
+
+    code, sse_ended = asyncio.run(asyncio.wait_for(followers_then_sigterm(), 90))
+    assert sse_ended
+    assert code is not None and code != 1000  # not a final status: the client should reconnect
+    client.post(f"{job['jobUrl']}/stop")
