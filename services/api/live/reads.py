@@ -82,8 +82,30 @@ class LiveReads:
             " LIMIT ?"
         )
 
+    async def _rows(self, statement: Any, args: tuple[Any, ...]) -> list[Any]:
+        """The driver's own asynchronous execution, awaited on the event loop: no thread waits for Cassandra
+        (many followers would otherwise queue behind the loop's few executor threads)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[Any]] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if done.cancelled():
+                return
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(list(result))
+
+        future = self._session.execute_async(statement, args)
+        future.add_callbacks(
+            lambda rows: loop.call_soon_threadsafe(settle, rows, None),
+            lambda error: loop.call_soon_threadsafe(settle, None, error),
+        )
+        return await done
+
     async def _one(self, statement: Any, args: tuple[Any, ...]) -> Any:
-        return (await asyncio.to_thread(self._session.execute, statement, args)).one()
+        rows = await self._rows(statement, args)
+        return rows[0] if rows else None
 
     async def execution(self, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID) -> ExecutionState | None:
         if execution_id.version != 1:
@@ -104,5 +126,5 @@ class LiveReads:
 
     async def output(self, execution_id: uuid.UUID, start: int) -> list[Chunk]:
         """Chunks that end after `start`, in order, a page at a time (the caller reads on from the last end)."""
-        rows = await asyncio.to_thread(self._session.execute, self._output, (execution_id, max(0, start), PAGE))
+        rows = await self._rows(self._output, (execution_id, max(0, start), PAGE))
         return [Chunk(r.stream, r.chunk or "", r.at, r.size or 0, r.skipped or 0) for r in rows]
