@@ -23,6 +23,7 @@ def queue_lengths(settings: ApiSettings, topics: Topics, timeout: float) -> dict
         topics.jobs: group_id(settings, "scheduler"),
         **{topic: runner_group(settings, farm) for farm, topic in topics.farm_due.items()},
         topics.executions: group_id(settings, "recorder"),
+        topics.output: group_id(settings, "recorder.output"),
     }
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     metadata = admin.list_topics(timeout=timeout).topics

@@ -5,6 +5,7 @@ The fake is told what each command of these tests does (PROGRAMS); the real engi
 """
 
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -115,6 +116,34 @@ def test_only_the_end_of_each_stream_is_kept_and_what_came_before_is_counted(mak
     assert out.endswith(b"19999\n20000\n") and len(out) == 1000
     assert err.endswith(b"10000\n") and len(err) == 1000
     assert getattr(out, "cut", 0) == len(seq(20000)) - 1000
+
+
+def test_the_followed_output_is_the_whole_output_in_order_and_ends_with_the_container(
+    engine: ContainerRuntime,
+) -> None:
+    for argv, out, err in (
+        (GREETS, b"hi out\n", b"err\n"),
+        (HOSTILE, "a\x00b\ufffd\n".encode(), "\x00\ufffd".encode()),
+    ):
+        container_id = engine.start(spec(argv)).container_id
+        frames = list(engine.follow(container_id))  # ends by itself once the container has ended
+        assert engine.wait(container_id, 5) is not None
+        assert b"".join(data for kind, data in frames if kind == 1) == out
+        assert b"".join(data for kind, data in frames if kind == 2) == err
+        engine.remove(container_id)
+
+
+def test_following_a_running_container_waits_for_its_end(engine: ContainerRuntime) -> None:
+    container_id = engine.start(spec(RUNS)).container_id
+    frames: list[tuple[int, bytes]] = []
+    reader = threading.Thread(target=lambda: frames.extend(engine.follow(container_id)), daemon=True)
+    reader.start()
+    reader.join(1.0)
+    assert reader.is_alive()  # the container runs: the stream stays open
+    engine.stop(container_id, 0)
+    reader.join(30)
+    assert not reader.is_alive() and frames == []  # `sleep` wrote nothing; the stream ended with the container
+    engine.remove(container_id)
 
 
 def test_a_running_container_is_waited_for_then_stopped_and_killed_after_its_grace(engine: ContainerRuntime) -> None:

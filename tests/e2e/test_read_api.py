@@ -134,5 +134,5 @@ def test_status_shows_hosts_running_containers_scheduled_jobs_counts_and_queues(
     body = status()
     assert body["tasks"]["count"] >= 2 and body["jobs"]["count"] >= 2
     topics = Topics.from_settings(backends)
-    assert set(body["queues"]) == {topics.jobs, topics.due, topics.executions}
+    assert set(body["queues"]) == {topics.jobs, topics.due, topics.executions, topics.output}
     assert all(isinstance(q["length"], int) and q["length"] >= 0 for q in body["queues"].values())
