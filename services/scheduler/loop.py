@@ -53,6 +53,7 @@ class GroupConsumer(Protocol):
     def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]: ...
     def get_watermark_offsets(self, partition: TopicPartition, timeout: float) -> tuple[int, int]: ...
     def seek(self, partition: TopicPartition) -> None: ...
+    def assign(self, partitions: list[TopicPartition]) -> None: ...
     def consumer_group_metadata(self) -> Any: ...
     def close(self) -> None: ...
 
@@ -205,9 +206,23 @@ class Scheduler:
         fail while Kafka is away; the loop then waits and calls this again, until it has gone through."""
         assignment = self.consumer.assignment()
         if assignment:
-            for tp in self.consumer.committed(assignment, timeout=KAFKA_TIMEOUT_S):
+            committed = self.consumer.committed(assignment, timeout=KAFKA_TIMEOUT_S)
+            for tp in committed:
                 if tp.offset < 0:
                     tp.offset = OFFSET_BEGINNING
-                self.consumer.seek(tp)
+            try:
+                for tp in committed:
+                    self.consumer.seek(tp)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if not (isinstance(error, KafkaError) and error.code() == KafkaError._STATE):
+                    raise
+                # A partition whose fetching never started cannot be sought ("Erroneous state": its committed
+                # offset could not be read when it was assigned, e.g. the coordinator moved during a broker
+                # pause), and it would stay so: seeking again never helps. Assigning the same partitions again,
+                # at their committed offsets, starts their fetching there (the group's range assignment allows
+                # it; the next rebalance replaces it as usual).
+                log.warning("seek refused; assigning the partitions again at their committed offsets")
+                self.consumer.assign(committed)
         self.store.reload({tp.partition for tp in assignment})
         self.needs_reload = False

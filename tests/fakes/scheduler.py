@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from services.scheduler.state import JobState
 from services.scheduler.transactions import TransactionalProducer
@@ -111,6 +111,8 @@ class FakeConsumer:
         self.pending: list[Message] = []
         self.idle: Callable[[], None] = lambda: None
         self.seeks: list[tuple[int, int]] = []
+        self.seek_refused = False  # as librdkafka does for a partition whose fetching never started
+        self.assigns: list[list[tuple[int, int]]] = []
         self.on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None
         self.closed = False
 
@@ -150,7 +152,13 @@ class FakeConsumer:
         return self.low_watermark, 100
 
     def seek(self, partition: TopicPartition) -> None:
+        if self.seek_refused:
+            raise KafkaException(KafkaError(KafkaError._STATE, "Failed to seek to offset: Local: Erroneous state"))
         self.seeks.append((partition.partition, partition.offset))
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigns.append([(tp.partition, tp.offset) for tp in partitions])
+        self.seek_refused = False  # fetching starts again from there
 
     def consumer_group_metadata(self) -> Any:
         return GROUP_METADATA

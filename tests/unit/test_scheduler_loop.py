@@ -151,6 +151,19 @@ def test_a_reload_seeks_every_assigned_partition_to_its_committed_offset_and_rea
     assert scheduler.store.jobs == {0: {}, 1: {}} and not scheduler.needs_reload
 
 
+def test_a_partition_that_refuses_the_seek_is_assigned_again_at_its_committed_offset() -> None:
+    # After a broker pause, librdkafka may hold a partition whose committed offset could not be read: every seek
+    # then fails with "Erroneous state", forever (the scheduler stayed stuck for minutes before this).
+    consumer = FakeConsumer(0, 1)
+    consumer.committed_offsets = {0: 5, 1: 9}
+    scheduler, _ = scheduler_on(consumer)
+    consumer.seek_refused = True
+    scheduler.needs_reload = True
+    scheduler._reload()
+    assert consumer.assigns == [[(0, 5), (1, 9)]]
+    assert not scheduler.needs_reload
+
+
 def test_a_fenced_producer_is_replaced_and_the_loop_goes_on_from_the_last_commit() -> None:
     fencing = KafkaException(KafkaError(KafkaError._FENCED, "fenced by a newer producer", fatal=True))
     fenced = FakeProducer(fail={"send_offsets_to_transaction": fencing})
