@@ -210,4 +210,6 @@ def test_live_logs_ask_for_the_same_credentials(backends: ApiSettings) -> None:
         assert c.get(f"{unknown}/logs", params={"follow": "true"}).status_code == 401
         followed = c.get(f"{unknown}/logs", params={"follow": "true"}, headers={"Authorization": "Bearer tok-a"})
         assert followed.status_code == 404
-        assert c.get("/ui/").status_code == 200  # the console's page is open: it holds no data
+        page = c.get("/ui/")
+        assert page.status_code == 200  # the console's page is open: it holds no data
+        assert "default-src 'self'" in page.headers["content-security-policy"]
