@@ -249,9 +249,9 @@ class ExecutionOutput(JobMessage):
     host: str
     stream: OutputStream
     text: str
-    offset: int
-    size: int
-    skipped: int = 0
+    offset: int = Field(ge=0)
+    size: int = Field(ge=0)
+    skipped: int = Field(default=0, ge=0)
 
     @property
     def key(self) -> bytes:

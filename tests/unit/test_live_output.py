@@ -180,3 +180,14 @@ def test_a_broken_stream_is_read_again_without_repeating_output() -> None:
     follower = OutputFollower(Flaky(), "c", IDS, sink, OutputLimits()).start()  # type: ignore[arg-type]
     assert follower.finish(10) == 13
     assert "".join(c.text for c in sink.chunks) == "first\nsecond\n"
+
+
+def test_chunks_with_impossible_offsets_are_outside_the_contract() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    chunk = ExecutionOutput(**IDS, stream="stdout", text="x", offset=0, size=1)  # type: ignore[arg-type]
+    for field in ("offset", "size", "skipped"):
+        raw = chunk.model_dump(mode="json") | {field: -1}
+        with pytest.raises(ValidationError):
+            ExecutionOutput.model_validate(raw)
