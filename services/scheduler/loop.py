@@ -74,10 +74,26 @@ class Scheduler:
     committed_at: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
-        self.rebalances = Rebalances(self.store, on_load_failure=self._reload_later)
+        self.rebalances = Rebalances(self.store, on_load_failure=self._reload_later, start_at=self._start_at_committed)
 
     def _reload_later(self) -> None:
         self.needs_reload = True
+
+    def _start_at_committed(self, partitions: list[TopicPartition]) -> None:
+        """Assign the partitions at their committed offsets, read here, rather than leave librdkafka to read
+        them: when its own read meets a coordinator that moved (a broker pause), it may never try again and
+        never fetch those partitions (librdkafka issue 5586), and the scheduler would sit idle for good. When
+        this read fails, the library assigns as usual and the reload that follows sets the offsets."""
+        try:
+            committed = self.consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S)
+        except KafkaException as exc:
+            log.warning("committed offsets unreadable at assignment; reloading", extra={"error": str(exc)})
+            self.needs_reload = True
+            return
+        for tp in committed:
+            if tp.offset < 0:
+                tp.offset = OFFSET_BEGINNING
+        self.consumer.assign(committed)
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop`. Kafka failures (broker down, coordinator moved, transaction fenced or timed out)

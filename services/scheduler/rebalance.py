@@ -18,9 +18,16 @@ log = logging.getLogger("scheduler")
 class Rebalances:
     """Called by the consumer's poll; counts rebalances so that a batch taken across one can be dropped."""
 
-    def __init__(self, store: JobStore, on_load_failure: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        on_load_failure: Callable[[], None],
+        start_at: Callable[[list[TopicPartition]], None] | None = None,
+    ) -> None:
+        """`start_at`: sets where the assigned partitions are read from (the loop's committed offsets)."""
         self.store = store
         self.on_load_failure = on_load_failure
+        self.start_at = start_at
         self.count = 0
 
     def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -31,6 +38,8 @@ class Rebalances:
         except Exception as exc:  # Kafka away (or a bug): the loop waits, then reloads every assigned partition
             log.error("could not load the job states", extra={"error": str(exc)})
             self.on_load_failure()
+        if self.start_at is not None:
+            self.start_at(partitions)
         log.info("partitions assigned", extra={"partitions": sorted(self.store.jobs)})
 
     def on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -5,6 +5,7 @@ The same loop on a real Kafka: tests/integration/test_scheduler.py and tests/e2e
 import threading
 import time
 import uuid
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message
 
@@ -162,6 +163,32 @@ def test_a_partition_that_refuses_the_seek_is_assigned_again_at_its_committed_of
     scheduler._reload()
     assert consumer.assigns == [[(0, 5), (1, 9)]]
     assert not scheduler.needs_reload
+
+
+def test_assigned_partitions_start_at_offsets_the_scheduler_read_itself() -> None:
+    # librdkafka's own read of them can fail once for good after a broker pause (issue 5586): never fetched.
+    consumer = FakeConsumer(0, 1)
+    consumer.committed_offsets = {0: 7}
+    scheduler = Scheduler(
+        consumer,
+        TransactionGuard(Producers(), timeout=1.0),
+        JobStore(FakeSource(), STATE, ARCHIVE),
+        TOPICS,
+        Policy(),
+        1_000_000,
+    )
+    consumer.subscribe(["jobs"], on_assign=scheduler.rebalances.on_assign)
+    consumer.poll(0)
+    assert consumer.assigns == [[(0, 7), (1, OFFSET_BEGINNING)]]
+    assert not scheduler.needs_reload
+
+    def unreadable(partitions: list[Any], timeout: float) -> list[Any]:
+        raise KafkaException(KafkaError(KafkaError.NOT_COORDINATOR, "Not coordinator"))
+
+    consumer.committed = unreadable  # type: ignore[method-assign]
+    consumer.subscribe(["jobs"], on_assign=scheduler.rebalances.on_assign)
+    consumer.poll(0)
+    assert len(consumer.assigns) == 1 and scheduler.needs_reload  # the reload sets the offsets
 
 
 def test_a_fenced_producer_is_replaced_and_the_loop_goes_on_from_the_last_commit() -> None:
