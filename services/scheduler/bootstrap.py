@@ -98,7 +98,15 @@ def bootstrap(settings: SchedulerSettings) -> Scheduler:
     store = job_store(settings)
     transactions = TransactionGuard(lambda: transactional_producer(settings, instance))
     topics = Topics.from_settings(settings)
-    return Scheduler(consumer, transactions, store, topics, policy_from(settings), settings.max_message_bytes)
+    return Scheduler(
+        consumer,
+        transactions,
+        store,
+        topics,
+        policy_from(settings),
+        settings.max_message_bytes,
+        new_consumer=lambda: group_consumer(settings),
+    )
 
 
 def serve(settings: SchedulerSettings, stop: threading.Event) -> None:

@@ -10,6 +10,7 @@ an instance that lost its partitions (paused past its session timeout: a zombie)
 coordinator refuses offsets from an old generation, and the transaction, with its ExecutionDue, is aborted.
 """
 
+import contextlib
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ log = logging.getLogger("scheduler")
 # Messages that change nothing (ExecutionStarted, ExecutionPulling) get no transaction of their own: their
 # offsets go with the next transaction, or after this many seconds (a restart replays at most these no-ops).
 NO_OP_OFFSETS_EVERY_S = 5.0
+RENEW_CONSUMER_AFTER_S = 20.0  # Kafka failing this long without a break: a new consumer (then at most every 30 s)
 
 
 class GroupConsumer(Protocol):
@@ -69,6 +71,7 @@ class Scheduler:
     topics: Topics
     policy: Policy
     max_message_bytes: int  # parked records are cut to fit
+    new_consumer: Callable[[], GroupConsumer] | None = None  # a fresh consumer, when this one stays broken
     needs_reload: bool = False  # go back to the last commit (offsets and states) before the next step
     uncommitted: bool = False  # consumed messages whose offsets no transaction has carried yet
     committed_at: float = field(default_factory=time.monotonic)
@@ -99,11 +102,8 @@ class Scheduler:
         """Loop until `stop`. Kafka failures (broker down, coordinator moved, transaction fenced or timed out)
         are waited out with growing pauses and end in a reload from the last commit; nothing exits the loop."""
         failures = 0
-        self.consumer.subscribe(
-            [self.topics.jobs, self.topics.executions],
-            on_assign=self.rebalances.on_assign,
-            on_revoke=self.rebalances.on_revoke,
-        )
+        failing_since, renewed_at = 0.0, 0.0
+        self._subscribe()
         try:
             while not stop.is_set():
                 try:
@@ -114,7 +114,7 @@ class Scheduler:
                     if self.needs_reload:  # a load failed while polling: the batch is read again after the reload
                         continue
                     self._step(batch)
-                    failures = 0
+                    failures, failing_since = 0, 0.0
                 except Stuck as exc:  # the producer is wedged: a new one (see `bounded`)
                     failures += 1
                     log.error("Kafka call stuck; replacing the producer", extra={"error": str(exc)})
@@ -130,6 +130,10 @@ class Scheduler:
                         # transactional id) takes over; the open transaction was aborted by the coordinator.
                         self.transactions.broken = True
                     self.needs_reload = True
+                    failing_since = failing_since or time.monotonic()
+                    if time.monotonic() - max(failing_since, renewed_at) >= RENEW_CONSUMER_AFTER_S:
+                        self._renew_consumer()
+                        renewed_at = time.monotonic()
                     stop.wait(pause_after(failures))
                 except Exception:  # a bug: logged, then the step is redone from the last commit after a pause
                     failures += 1
@@ -142,6 +146,28 @@ class Scheduler:
                     close()
                 except Exception as exc:  # stopping while Kafka is away: nothing left to save
                     log.error("close failed", extra={"error": str(exc)})
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(
+            [self.topics.jobs, self.topics.executions],
+            on_assign=self.rebalances.on_assign,
+            on_revoke=self.rebalances.on_revoke,
+        )
+
+    def _renew_consumer(self) -> None:
+        """Kafka calls kept failing: after a broker pause, librdkafka can keep a consumer whose requests to the
+        group coordinator never succeed again (issue 5586 and kin); a new consumer recovers at once. Its
+        assignment loads the states and starts at the committed offsets, like a restart of the process."""
+        if self.new_consumer is None:
+            return
+        log.warning("Kafka keeps failing; starting over with a new consumer")
+        with contextlib.suppress(Exception):
+            self.consumer.close()
+        self.consumer = self.new_consumer()
+        self.store.reload(set())
+        self.transactions.broken = True
+        self.uncommitted = False
+        self._subscribe()
 
     def _next_batch(self) -> list[KafkaMessage]:
         """Wait for one message (at most until the next timer is due), then take what else is ready. A batch

@@ -220,3 +220,36 @@ def test_a_fenced_producer_is_replaced_and_the_loop_goes_on_from_the_last_commit
     assert made.made[1].calls[0] == "init_transactions"
     assert consumer.seeks == [(0, OFFSET_BEGINNING)]
     assert consumer.closed and made.made[1].calls[-1] == "flush"
+
+
+def test_a_consumer_that_keeps_failing_is_replaced_by_a_new_one(monkeypatch: Any) -> None:
+    import services.scheduler.loop as loop_module
+
+    monkeypatch.setattr(loop_module, "RENEW_CONSUMER_AFTER_S", 0.0)
+    monkeypatch.setattr(loop_module, "pause_after", lambda failures: 0.01)
+    broken = FakeConsumer(0)
+
+    def never_answers(timeout: float) -> Message | None:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get committed offsets: Local: Timed out"))
+
+    broken.poll = never_answers  # type: ignore[method-assign]
+    fresh = FakeConsumer(0, 1)
+    fresh.committed_offsets = {0: 3}
+    stop = threading.Event()
+    fresh.idle = stop.set
+    scheduler = Scheduler(
+        broken,
+        TransactionGuard(Producers(FakeProducer(), FakeProducer()), timeout=1.0),
+        JobStore(FakeSource(), STATE, ARCHIVE),
+        TOPICS,
+        Policy(),
+        1_000_000,
+        new_consumer=lambda: fresh,
+    )
+    runner = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+    runner.start()
+    runner.join(10)
+    assert not runner.is_alive()
+    assert broken.closed and scheduler.consumer is fresh
+    assert fresh.assigns == [[(0, 3), (1, OFFSET_BEGINNING)]]  # assigned at the committed offsets
+    assert scheduler.store.jobs == {0: {}, 1: {}}  # the new assignment's states were loaded
