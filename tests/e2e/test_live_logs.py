@@ -6,6 +6,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -22,14 +23,21 @@ def ws_url(url: str) -> str:
     return url.replace("http://", "ws://", 1) + "/ws"
 
 
-async def follow(url: str, until_text: str | None = None) -> tuple[Messages, int | None, str | None]:
+async def follow(
+    url: str,
+    until_text: str | None = None,
+    on_message: Callable[[Messages], Awaitable[None]] | None = None,
+) -> tuple[Messages, int | None, str | None]:
     """Every message of a WebSocket follower until the server closes it (or, with `until_text`, until that text
-    was seen: the client then leaves); with the close code and reason."""
+    was seen: the client then leaves); with the close code and reason. `on_message` is awaited with the
+    messages so far after each one (a test acting mid-stream)."""
     messages: Messages = []
     async with websockets.connect(url, open_timeout=20) as socket:
         try:
             async for raw in socket:
                 messages.append(json.loads(raw))
+                if on_message is not None:
+                    await on_message(messages)
                 if until_text is not None and until_text in text_of(messages):
                     break
         except ConnectionClosed:
@@ -77,20 +85,11 @@ def test_lines_arrive_while_the_execution_runs_and_the_socket_closes_with_its_st
     job = post_job(client, "bash -c 'for i in 1 2 3; do echo $i; sleep 1; done'")
     status_when_first_line: list[str] = []
 
-    async def watch() -> tuple[Messages, int | None, str | None]:
-        messages: Messages = []
-        async with websockets.connect(ws_url(job["executionUrl"]), open_timeout=20) as socket:
-            try:
-                async for raw in socket:
-                    messages.append(json.loads(raw))
-                    if text_of(messages).startswith("1\n") and not status_when_first_line:
-                        status = client.get(job["executionUrl"]).json()["execution"]["status"]
-                        status_when_first_line.append(status)
-            except ConnectionClosed:
-                pass
-        return messages, socket.close_code, socket.close_reason
+    async def note_status(messages: Messages) -> None:
+        if text_of(messages).startswith("1\n") and not status_when_first_line:
+            status_when_first_line.append(client.get(job["executionUrl"]).json()["execution"]["status"])
 
-    messages, code, reason = asyncio.run(asyncio.wait_for(watch(), 120))
+    messages, code, reason = asyncio.run(asyncio.wait_for(follow(ws_url(job["executionUrl"]), None, note_status), 120))
     assert status_when_first_line == ["running"]  # the line came live, not after the end
     assert text_of(messages) == "1\n2\n3\n"
     assert messages[0]["type"] == "execution" and messages[0]["executionId"] == job["executionId"]
@@ -231,24 +230,18 @@ def test_a_runner_and_a_recorder_killed_mid_stream_cost_a_follower_nothing(
     job = post_job(client, "bash -c 'for i in $(seq 1 12); do echo line $i; sleep 0.5; done'")
     killed: list[str] = []
 
-    async def watch() -> tuple[Messages, int | None, str | None]:
-        messages: Messages = []
-        async with websockets.connect(ws_url(job["executionUrl"]), open_timeout=20) as socket:
-            try:
-                async for raw in socket:
-                    messages.append(json.loads(raw))
-                    if "line 2\n" in text_of(messages) and not killed:
-                        killed.append("runner")
-                        stack.kill("runner")
-                        stack.kill("recorder")
-                        await asyncio.sleep(1.5)
-                        stack.restart("runner")
-                        stack.restart("recorder")
-            except ConnectionClosed:
-                pass
-        return messages, socket.close_code, socket.close_reason
+    async def kill_after_line_2(messages: Messages) -> None:
+        if "line 2\n" in text_of(messages) and not killed:
+            killed.append("runner")
+            stack.kill("runner")
+            stack.kill("recorder")
+            await asyncio.sleep(1.5)
+            stack.restart("runner")
+            stack.restart("recorder")
 
-    messages, code, reason = asyncio.run(asyncio.wait_for(watch(), 180))
+    messages, code, reason = asyncio.run(
+        asyncio.wait_for(follow(ws_url(job["executionUrl"]), None, kill_after_line_2), 180)
+    )
     assert killed == ["runner"]
     assert [line for _, line in lines(messages)] == [f"line {i}" for i in range(1, 13)]
     assert (code, reason) == (1000, "done")
