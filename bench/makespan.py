@@ -1,14 +1,16 @@
 """Throughput of one Docker host: 40 trivial jobs through fastlane with maxRunning 4 against 40
 `docker run --rm` at concurrency 4 on the same engine. Makespan = first request to last execution finished.
 
-Needs Kafka and Cassandra answering (`make bench` starts them); starts its own services on a private topic
-prefix and keyspace. Bounded: a fixed number of jobs per round and of rounds, then it stops.
+With `--url` it benches a running stack as it is (e.g. `make run`'s, http://127.0.0.1:10000; `docker run` then
+runs as many at once as the stack's available hosts take, from /status). Without it, it needs Kafka and
+Cassandra answering (`make bench` starts them) and starts its own services on a private topic prefix and
+keyspace with maxRunning `--concurrency`. Bounded: a fixed number of jobs per round and of rounds, then it stops.
 
-    .venv/bin/python bench/makespan.py [--jobs 40] [--concurrency 4] [--rounds 3] [--image fastlane-test:latest]
+    .venv/bin/python bench/makespan.py [--url http://127.0.0.1:10000] [--jobs 40] [--concurrency 4] [--rounds 3]
+        [--image fastlane-test:latest]
 """
 
 import argparse
-import os
 import statistics
 import subprocess
 import time
@@ -17,27 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import httpx
-from _stack import private_backends, private_stack
-
-CONTROL_PLANE = (b"kafka.Kafka", b"CassandraDaemon", b"services.")  # in the command lines of its processes
-
-
-def control_plane_cpu() -> float:
-    """CPU seconds used so far by Kafka, Cassandra and the fastlane services (from /proc: Linux only). The
-    engine's share is not counted: the containers' shims are reaped by init and their time lands there."""
-    total = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                command = f.read()
-            if not any(word in command for word in CONTROL_PLANE):
-                continue
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+from _stack import capacity, cpu_by_process, stack_url
 
 
 def docker_makespan(jobs: int, concurrency: int, image: str, command: str) -> float:
@@ -90,6 +72,7 @@ def fastlane_makespan(client: httpx.Client, jobs: int, image: str, command: str)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running stack to bench (default: a private one)")
     parser.add_argument("--jobs", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
@@ -98,26 +81,33 @@ def main() -> None:
     args = parser.parse_args()
 
     with (
-        private_backends() as settings,
-        private_stack(settings, max_running=args.concurrency) as stack,
-        httpx.Client(base_url=stack.url, timeout=10) as client,
+        stack_url(args.url, max_running=args.concurrency) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
     ):
+        concurrency = capacity(client) if args.url else args.concurrency
+        print(f"{args.jobs} jobs, {concurrency} at a time, against {args.url or 'a private stack'}")
         # Warm-up, not counted: a full round each, so the JVMs of Kafka and Cassandra have compiled their hot
         # paths (right after they start, the same round costs them 2-3 times the CPU, measured).
         fastlane_makespan(client, args.jobs, args.image, args.command)
-        docker_makespan(args.jobs, args.concurrency, args.image, args.command)
+        docker_makespan(args.jobs, concurrency, args.image, args.command)
         ratios = []
         for n in range(args.rounds):
-            plain = docker_makespan(args.jobs, args.concurrency, args.image, args.command)
-            cpu_before = control_plane_cpu()
+            plain = docker_makespan(args.jobs, concurrency, args.image, args.command)
+            cpu_before = cpu_by_process()
             ours, breakdown = fastlane_makespan(client, args.jobs, args.image, args.command)
-            cpu = control_plane_cpu() - cpu_before
+            used = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_by_process().items()}
+            cpu = sum(v for k, v in used.items() if k != "docker engine")
             ratios.append(ours / plain)
             print(f"round {n + 1}: docker run {plain:5.1f} s   fastlane {ours:5.1f} s   ratio {ours / plain:4.2f}x")
             print(f"         {breakdown}")
             per_job = cpu / args.jobs * 1000
             print(f"         Kafka, Cassandra and the services used {cpu:.1f} CPU-s ({per_job:.0f} ms a job)")
-        print(f"median ratio {statistics.median(ratios):.2f}x (target 1.10x)")
+            split = ", ".join(f"{k} {v:.1f}" for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v >= 0.05)
+            print(f"         CPU-s by process: {split}")
+        print(
+            f"ratios {', '.join(f'{r:.2f}x' for r in ratios)}; median {statistics.median(ratios):.2f}x,"
+            f" worst {max(ratios):.2f}x (target <= 1.10x every round)"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,17 @@
-"""`python -m services.api`: serve the HTTP API with uvicorn."""
+"""`python -m services.api`: serve the HTTP API with uvicorn, in `FASTLANE_API_PROCESSES` processes.
+
+With more than one, uvicorn's own supervisor binds the port and starts that many worker processes that
+accept on it (each with its own Kafka producer, Cassandra session and live-output consumer); it restarts a
+worker that dies or stops answering. A worker dies with its supervisor (Linux parent-death signal), so a
+supervisor killed with -9 leaves no worker behind holding the port.
+"""
+
+import ctypes
+import os
+import signal
 
 import uvicorn
+from fastapi import FastAPI
 
 from services.api.app import create_app
 from shared.process.logs import setup_logging
@@ -9,19 +20,47 @@ from shared.process.settings import ApiSettings
 # On SIGTERM, requests in flight get this long to finish; then they are ended. Live followers (SSE) never
 # finish by themselves: without it, one open follower would keep the API from stopping.
 SHUTDOWN_GRACE_S = 5
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """SIGTERM this process when its parent (uvicorn's supervisor) ends, whatever killed it."""
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the worker outlives a killed supervisor, as uvicorn's do
+        return
+    if os.getppid() != parent:  # the parent was already gone before the signal was asked for
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def worker_app() -> FastAPI:
+    """The application of one worker process (uvicorn calls it in each; see the module's doc)."""
+    die_with_parent()
+    settings = ApiSettings()
+    setup_logging(settings)
+    return create_app(settings)
 
 
 def main() -> None:
     settings = ApiSettings()
     setup_logging(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-    )
+    common = {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_S,
+    }
+    if settings.api_processes == 1:
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(
+            "services.api.__main__:worker_app",
+            factory=True,
+            workers=settings.api_processes,
+            **common,  # type: ignore[arg-type]
+        )
 
 
 if __name__ == "__main__":

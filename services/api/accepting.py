@@ -8,10 +8,14 @@ timestamp, so the early projection and the recorder's converge; if the early one
 lands, and the client's order is not lost.
 """
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from starlette.concurrency import run_in_threadpool
 
 from services.api.errors import KeyReused, OutcomeUnknown, Unavailable
 from services.api.idempotency import PUBLISHED, REFUSED, UNKNOWN, Claimed
@@ -51,22 +55,50 @@ class Acceptor:
         self, command: Command | HostBlacklisted, topic: str | None = None, encoded: bytes | None = None
     ) -> None:
         """Publish the order (on the jobs topic unless told), then project it; see the module's doc."""
-        context = {"type": command.type, "key": command.key.decode()}
-        try:
+        with self._verdict(command):
             self.publisher.publish(topic or self.topics.jobs, command.key, encoded or encode(command))
+        try:
+            self.projection.apply(command)
+        except Exception:
+            log.exception("early projection failed; the recorder will write it", extra=self._context(command))
+
+    async def accept_async(self, command: Command, encoded: bytes) -> None:
+        """`accept` on the jobs topic for a caller on the event loop: nothing blocks a thread meanwhile."""
+        with self._verdict(command):
+            await self.publisher.publish_async(self.topics.jobs, command.key, encoded)
+        try:
+            await self.projection.apply_async(command)
+        except Exception:
+            log.exception("early projection failed; the recorder will write it", extra=self._context(command))
+
+    async def accept_job_async(
+        self, draft: JobOrderDraft[JobCommand], key: str | None, request_print: str
+    ) -> tuple[JobCommand, bool]:
+        """`accept_job` for a caller on the event loop; an order with an Idempotency-Key (reads, waits) takes a
+        worker thread, one without none."""
+        if key is None:
+            await self.accept_async(draft.command, draft.encoded)
+            return draft.command, False
+        return await run_in_threadpool(self.accept_job, draft, key, request_print)
+
+    @staticmethod
+    def _context(command: Command | HostBlacklisted) -> dict[str, str]:
+        return {"type": command.type, "key": command.key.decode()}
+
+    @contextlib.contextmanager
+    def _verdict(self, command: Command | HostBlacklisted) -> Iterator[None]:
+        """The publisher's verdict as the API answers it: 503 (not enqueued) or 504 (cannot tell)."""
+        try:
+            yield
         except NotEnqueued as exc:
-            log.error("order not enqueued", extra={**context, "error": str(exc)})
+            log.error("order not enqueued", extra={**self._context(command), "error": str(exc)})
             raise Unavailable("the job queue is unavailable right now; nothing was changed, try again") from exc
         except OrderOutcomeUnknown as exc:
-            log.error("order outcome unknown", extra={**context, "error": str(exc)})
+            log.error("order outcome unknown", extra={**self._context(command), "error": str(exc)})
             raise OutcomeUnknown(
                 "the job queue did not confirm in time whether it took the order; it may or may not have. Retry"
                 " with the same Idempotency-Key (or the same PUT) to be sure of exactly one job"
             ) from exc
-        try:
-            self.projection.apply(command)
-        except Exception:
-            log.exception("early projection failed; the recorder will write it", extra=context)
 
     def accept_job(
         self, draft: JobOrderDraft[JobCommand], key: str | None, request_print: str

@@ -15,7 +15,7 @@ from services.api.bootstrap import Backends, bootstrap
 from services.api.errors import install_error_handlers
 from services.api.openapi import openapi_schema
 from services.api.routers import ROUTERS
-from services.api.security import auth_middleware, body_limit_middleware
+from services.api.security import GuardMiddleware
 from shared.process.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -38,13 +38,15 @@ def create_app(settings: ApiSettings, make_backends: Callable[[ApiSettings], Bac
         description="An HTTP job queue whose workers are containers.",
         lifespan=lifespan,
         redirect_slashes=False,
+        # FastAPI's own OpenTelemetry hooks stay off: fastlane exports no telemetry, and asking whether a provider
+        # is configured costs every request a few percent of its time.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     for router in ROUTERS:
         app.include_router(router)
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     # Outermost last: CORS answers preflights before auth; gzip wraps every answer.
-    app.middleware("http")(body_limit_middleware(settings))
-    app.middleware("http")(auth_middleware(settings))
+    app.add_middleware(GuardMiddleware, settings=settings)
     app.add_middleware(GZipMiddleware, minimum_size=500)
     app.add_middleware(
         CORSMiddleware,

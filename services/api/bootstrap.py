@@ -16,6 +16,7 @@ from services.api.orders import OrderPublisher
 from services.api.ports import OrderPublishing
 from services.api.queries import Queries
 from services.migrate import prepare_backends
+from services.recorder.indexes import Indexes
 from services.recorder.projections import Projections
 from shared.contract.topics import Topics
 from shared.infra.cassandra import connect
@@ -54,7 +55,7 @@ def bootstrap(settings: ApiSettings, orders: OrderPublishing | None = None) -> B
     topics = Topics.from_settings(settings)
     orders = orders or OrderPublisher(settings)
     keys = IdempotencyKeys(session, settings.keyspace)
-    projections = Projections(session, settings.keyspace)
+    projections = Projections(session, settings.keyspace, Indexes(session, settings.keyspace))
     return Backends(
         settings=settings,
         topics=topics,

@@ -39,6 +39,10 @@ async def get_urls(request: Request) -> Links:
 
 
 async def client_ip(request: Request) -> str | None:
+    return client_ip_of(request)
+
+
+def client_ip_of(request: Request) -> str | None:
     """The enqueuer's address for audit: X-Real-IP, then the first X-Forwarded-For, then the peer."""
     real = request.headers.get("x-real-ip", "").strip()
     if real:

@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from services.api.accepting import Acceptor, JobCommand, JobOrderDraft
-from services.api.deps import ClientIpDep, IdempotencyKeyHeader, SettingsDep, WritesDep
+from services.api.deps import IdempotencyKeyHeader, client_ip_of
 from services.api.errors import BadRequest, PayloadTooLarge
 from services.api.idempotency import fingerprint, read_key
 from services.api.ids import check_task_id
@@ -92,21 +91,16 @@ class JobOrderDesk:
         draft = build_job_order(kind, task_id, job_id, body, settings, self._request_ip, utcnow())
         key = read_key(self._key)
         request_print = fingerprint(request.method, request.url.path.rstrip("/"), body) if key else ""
-        command, replayed = await run_in_threadpool(self._writes.accept_job, draft, key, request_print)
+        command, replayed = await self._writes.accept_job_async(draft, key, request_print)
         if replayed:
             self._response.headers["Idempotent-Replayed"] = "true"
         return command
 
 
-async def job_order_desk(
-    request: Request,
-    response: Response,
-    writes: WritesDep,
-    settings: SettingsDep,
-    request_ip: ClientIpDep,
-    key: IdempotencyKeyHeader = None,
-) -> JobOrderDesk:
-    return JobOrderDesk(request, response, writes, settings, request_ip, key)
+async def job_order_desk(request: Request, response: Response, key: IdempotencyKeyHeader = None) -> JobOrderDesk:
+    """One dependency that reaches everything itself (each dependency FastAPI resolves costs every POST)."""
+    backends = request.app.state.backends
+    return JobOrderDesk(request, response, backends.writes, backends.settings, client_ip_of(request), key)
 
 
 JobOrdersDep = Annotated[JobOrderDesk, Depends(job_order_desk)]

@@ -16,6 +16,7 @@ One thread commits for every request (group commit): orders arriving while a tra
 together in the next one, so concurrent requests share a round trip instead of queuing behind each other.
 """
 
+import asyncio
 import logging
 import queue
 import threading
@@ -71,15 +72,32 @@ class OrderPublisher:
 
     def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Return once the order is committed; raise NotEnqueued or OutcomeUnknown otherwise."""
+        order = self._order(topic, key, value)
+        try:
+            order.result.result(timeout=self._verdict_bound_s)
+        except TimeoutError as exc:
+            raise OutcomeUnknown("no verdict from the committing thread") from exc
+
+    async def publish_async(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """`publish` for a caller on an event loop: the verdict is awaited, no thread waits for it."""
+        order = self._order(topic, key, value)
+        try:
+            # Shielded: a cancelled request must not cancel the order's future, which the committing thread answers.
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(order.result)), self._verdict_bound_s)
+        except TimeoutError as exc:
+            raise OutcomeUnknown("no verdict from the committing thread") from exc
+
+    @property
+    def _verdict_bound_s(self) -> float:
+        # The committing thread always answers; the bound only guards against a bug in it.
+        return self.ack_timeout_s * 2 + self.commit_patience_s + 30
+
+    def _order(self, topic: str, key: bytes | None, value: bytes) -> Order:
         if self._closed.is_set():
             raise NotEnqueued("the API is shutting down")
         order = Order(topic, key, value, time.monotonic() + self.ack_timeout_s)
         self._queue.put(order)
-        # The committing thread always answers; the bound only guards against a bug in it.
-        try:
-            order.result.result(timeout=self.ack_timeout_s * 2 + self.commit_patience_s + 30)
-        except TimeoutError as exc:
-            raise OutcomeUnknown("no verdict from the committing thread") from exc
+        return order
 
     def close(self) -> None:
         self._closed.set()

@@ -16,6 +16,8 @@ class OrderPublishing(Protocol):
 
     def publish(self, topic: str, key: bytes | None, value: bytes) -> None: ...
 
+    async def publish_async(self, topic: str, key: bytes | None, value: bytes) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -23,6 +25,8 @@ class EarlyProjection(Protocol):
     """Writes the rows the recorder will write for the same order, at once (read-your-writes)."""
 
     def apply(self, event: Command | HostBlacklisted) -> None: ...
+
+    async def apply_async(self, event: Command | HostBlacklisted) -> None: ...
 
 
 class IdempotencyKeyStore(Protocol):

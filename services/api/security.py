@@ -3,10 +3,11 @@
 import base64
 import binascii
 import hmac
-from collections.abc import Awaitable, Callable
 
-from fastapi import Request, Response
+from fastapi import Response
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.process.settings import ApiSettings
 
@@ -41,33 +42,38 @@ def authorized(settings: ApiSettings, header: str) -> bool:
     return False
 
 
-def auth_middleware(
-    settings: ApiSettings,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    async def check(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        path = request.url.path
-        if request.method == "OPTIONS" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
-            return await call_next(request)
-        if not authorized(settings, request.headers.get("authorization", "")):
-            headers = {}
+class GuardMiddleware:
+    """Pure ASGI middleware (no task group and stream per request, as `app.middleware("http")` costs) run before
+    any route for every HTTP request: a request without valid credentials answers 401 (the open paths and CORS
+    preflights excepted), then a declared body over the limit answers 413. WebSocket routes check credentials
+    themselves (services/api/routers/live.py)."""
+
+    def __init__(self, app: ASGIApp, settings: ApiSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = self.refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def refusal(self, scope: Scope) -> Response | None:
+        settings = self.settings
+        headers = Headers(scope=scope)
+        path = scope["path"]
+        open_path = scope["method"] == "OPTIONS" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+        if not open_path and not authorized(settings, headers.get("authorization", "")):
+            challenge = {}
             if settings.basic_auth_username and settings.basic_auth_password:
-                headers["WWW-Authenticate"] = f'Basic realm="{settings.basic_auth_realm}"'
-            return JSONResponse({"error": "authentication required"}, status_code=401, headers=headers)
-        return await call_next(request)
-
-    return check
-
-
-def body_limit_middleware(
-    settings: ApiSettings,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    async def check(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length", "")
+                challenge["WWW-Authenticate"] = f'Basic realm="{settings.basic_auth_realm}"'
+            return JSONResponse({"error": "authentication required"}, status_code=401, headers=challenge)
+        length = headers.get("content-length", "")
         if length.isdigit() and int(length) > settings.max_body_bytes:
             return JSONResponse(
                 {"error": f"request body too large: {length} bytes, at most {settings.max_body_bytes}"},
                 status_code=413,
             )
-        return await call_next(request)
-
-    return check
+        return None

@@ -1,4 +1,5 @@
-"""Query tables and counters for listing, search and /status, maintained by the recorder (their only writer).
+"""Query tables and counters for listing, search and /status, maintained by the recorder (and, for a new task's
+listing only, by the API right after its first order: services/recorder/projections.py).
 
 Counters cannot be written idempotently, so each is gated by the first sighting of what it counts: a
 lightweight transaction (INSERT ... IF NOT EXISTS) on an index table; only the writer whose insert applied
@@ -46,9 +47,10 @@ class Indexes:
         # the first. Index rows are never removed, so a remembered gate stays true.
         self._gated: dict[uuid.UUID, None] = {}
         ks = keyspace
-        self._task_gate = session.prepare(
+        self.task_gate = session.prepare(
             f"INSERT INTO {ks}.task_index (task_id, created_at) VALUES (?, ?) IF NOT EXISTS"
         )
+        self.task_listing = session.prepare(f"SELECT created_at FROM {ks}.task_index WHERE task_id = ?")
         self._job_gate = session.prepare(f"INSERT INTO {ks}.job_index (task_id, job_id) VALUES (?, ?) IF NOT EXISTS")
         self._execution_gate = session.prepare(
             f"INSERT INTO {ks}.execution_index (task_id, job_id, execution_id) VALUES (?, ?, ?) IF NOT EXISTS"
@@ -154,9 +156,14 @@ class Indexes:
 
     def _task_seen(self, task_id: str, at: datetime, w: Writes) -> datetime:
         """Lists the task (counted once) and marks it modified at `at`; returns its creation time."""
-        result = self._session.execute(self._task_gate, (task_id, at)).one()
-        first = result.applied
-        created: datetime = at if first else result.created_at  # the task's one creation time, whoever saw it first
+        result = self._session.execute(self.task_gate, (task_id, at)).one()
+        # An applied gate answers [applied] alone; one not applied also the row it found.
+        return self.task_listed(task_id, at, result.applied, getattr(result, "created_at", None), w)
+
+    def task_listed(self, task_id: str, at: datetime, first: bool, created_at: datetime | None, w: Writes) -> datetime:
+        """The listing writes of a task whose gate (`task_gate` with `at`) answered `first` (applied) or the
+        stored `created_at`; returns its creation time. The API uses it too, for a task it sees first."""
+        created = at if first or created_at is None else created_at  # the task's one creation time
         ts = write_time(at)
         w.add(self._list_task, (ts, at, BUCKET, created, task_id))
         words = task_words(task_id)

@@ -1,12 +1,14 @@
 """Cassandra plumbing: connecting (with patience at start-up) and migrating the tables the stores declare."""
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cassandra import InvalidRequest
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture, Session
 from cassandra.policies import RoundRobinPolicy
 
 from shared.infra.net import wait_for_port
@@ -24,6 +26,27 @@ class Schema:
     tables: tuple[str, ...]
     added_columns: tuple[tuple[str, str, str], ...] = ()
     retained: tuple[str, ...] = ()
+
+
+async def awaited(request: ResponseFuture) -> list[Any]:
+    """The rows of a request sent with the driver's `execute_async`, awaited on the running event loop: no
+    thread waits for Cassandra (the driver's own I/O thread settles the future)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[list[Any]] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(list(result or ()))
+
+    request.add_callbacks(
+        lambda rows: loop.call_soon_threadsafe(settle, rows, None),
+        lambda error: loop.call_soon_threadsafe(settle, None, error),
+    )
+    return await done
 
 
 def _add_column(session: Session, table: str, column: str, kind: str) -> None:

@@ -12,12 +12,15 @@ definitions) or `MAX_BATCH_STATEMENTS` statements is split, below Cassandra's ba
 warnings (5 KiB and 10 partitions by default).
 """
 
+import asyncio
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from cassandra.cluster import ResponseFuture, Session
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
+
+from shared.infra.cassandra import awaited
 
 MAX_BATCH_BYTES = 4096
 MAX_BATCH_STATEMENTS = 8
@@ -71,10 +74,21 @@ class Writes:
 
     def send(self) -> None:
         """Send everything gathered; raises the first error after every request has been answered."""
+        self._wait(self._requests())
+
+    async def send_async(self) -> None:
+        """`send`, awaited on the running event loop instead of blocking a thread."""
+        answers = await asyncio.gather(*(awaited(r) for r in self._requests()), return_exceptions=True)
+        errors = [a for a in answers if isinstance(a, BaseException)]
+        if errors:
+            raise errors[0]
+
+    def _requests(self) -> list[ResponseFuture]:
+        """Send everything gathered (counter batches, then row batches) and forget it."""
         requests = [self._request(group, BatchType.COUNTER) for group in chunks(self._counts)]
         requests += [self._request(group, BatchType.UNLOGGED) for group in chunks(self._rows)]
         self._counts, self._rows = [], []
-        self._wait(requests)
+        return requests
 
     def _request(self, group: list[Write], kind: BatchType) -> ResponseFuture:
         if len(group) == 1:

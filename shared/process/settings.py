@@ -79,6 +79,9 @@ class ApiSettings(Settings):
     """Address the API listens on."""
     api_port: int = 10000
     """Port the API listens on."""
+    api_processes: int = Field(default=1, ge=1, le=64)
+    """Processes serving the API on that port (uvicorn workers, each with its own connections); `make run` starts
+    2. More than one needs Linux (a worker ends with its supervisor)."""
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     """Request bodies larger than this answer 413."""
     page_size: int = Field(default=10, ge=1, le=1000)

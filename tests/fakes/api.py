@@ -25,6 +25,9 @@ class FakePublisher:
             raise self.fail_with
         self.published.append((topic, key, value))
 
+    async def publish_async(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self.publish(topic, key, value)
+
     def close(self) -> None:
         self.closed = True
 
@@ -38,6 +41,9 @@ class FakeProjection:
         if self.broken:
             raise RuntimeError("cassandra is away")
         self.applied.append(event)
+
+    async def apply_async(self, event: Command | HostBlacklisted) -> None:
+        self.apply(event)
 
 
 class FakeKeys:

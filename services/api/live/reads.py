@@ -1,7 +1,6 @@
 """What a live follower reads from Cassandra: an execution's state, its output so far (the recorder's
 `execution_output` table), a job's latest execution and whether more of them may come."""
 
-import asyncio
 import json
 import uuid
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import Any
 from cassandra.cluster import Session
 
 from shared.contract.events import FINAL_STATUSES
+from shared.infra.cassandra import awaited
 
 PAGE = 256  # chunks per read
 
@@ -83,25 +83,9 @@ class LiveReads:
         )
 
     async def _rows(self, statement: Any, args: tuple[Any, ...]) -> list[Any]:
-        """The driver's own asynchronous execution, awaited on the event loop: no thread waits for Cassandra
-        (many followers would otherwise queue behind the loop's few executor threads)."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[list[Any]] = loop.create_future()
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            if done.cancelled():
-                return
-            if error is not None:
-                done.set_exception(error)
-            else:
-                done.set_result(list(result))
-
-        future = self._session.execute_async(statement, args)
-        future.add_callbacks(
-            lambda rows: loop.call_soon_threadsafe(settle, rows, None),
-            lambda error: loop.call_soon_threadsafe(settle, None, error),
-        )
-        return await done
+        """Awaited on the event loop: no thread waits for Cassandra (many followers would otherwise queue
+        behind the loop's few executor threads)."""
+        return await awaited(self._session.execute_async(statement, args))
 
     async def _one(self, statement: Any, args: tuple[Any, ...]) -> Any:
         rows = await self._rows(statement, args)
