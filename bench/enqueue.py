@@ -43,10 +43,11 @@ def lines(directory: Path, pattern: str) -> list[str]:
     return [line for path in sorted(directory.glob(pattern)) for line in path.read_text().splitlines() if line]
 
 
-def unread_jobs(client: httpx.Client, directory: Path, prefix: str, answered: set[str], per_thread: int) -> list[str]:
-    """Job URLs of requests wrk sent but whose answer it never read (cut off at the end): found by task id (every
-    task used, when tasks hold several jobs)."""
-    recorded = {urlsplit(u).path for u in lines(directory, "urls-*")}
+def unread_jobs(client: httpx.Client, directory: Path, prefix: str, job_urls: list[str], per_thread: int) -> list[str]:
+    """Job URLs of requests wrk sent but whose answer it never read (cut off at the end), beside the answered
+    `job_urls`: found by task id (every task used, when tasks hold several jobs)."""
+    recorded = set(job_urls)
+    answered = {u.split("/")[2] for u in job_urls}
     suspects = []
     for line in (directory / "sent").read_text().splitlines():
         thread, sent = line.split()
@@ -91,8 +92,7 @@ def run_level(
         # Read-after-write: every 200 must already be readable (a sample of 50, read right after the run).
         sample = job_urls[:: max(1, len(job_urls) // 50)][:50]
         unreadable = sum(client.get(u).status_code != 200 for u in sample)
-        answered = {u.split("/")[2] for u in job_urls}
-        all_jobs = job_urls + unread_jobs(client, directory, prefix, answered, per_thread)
+        all_jobs = job_urls + unread_jobs(client, directory, prefix, job_urls, per_thread)
         stop_errors = stop_all(client, all_jobs)
         cpu = {k: cpu_after.get(k, 0.0) - cpu_before.get(k, 0.0) for k in cpu_after}
         return {
