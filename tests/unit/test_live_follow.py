@@ -140,6 +140,43 @@ async def test_a_late_joiner_gets_what_it_missed_then_the_rest_live_then_the_end
     assert hub.followers == 0  # unsubscribed at the end
 
 
+async def test_the_end_waits_until_the_table_shows_the_final_state() -> None:
+    """A client that reads the log once it has the `end` reads what the `end` said (the recorder lags the hub)."""
+    f, reads, hub = follower()
+    eid = new_execution_id()
+    reads.executions[eid] = running(eid)
+    chunk = reads.store(eid, "stdout", "1\n", 0)
+    stored_at: list[float] = []
+
+    def store_final() -> None:
+        reads.executions[eid] = ended(eid, 2, stdout="1\n")
+        stored_at.append(asyncio.get_running_loop().time())
+
+    async def record_later() -> None:
+        await asyncio.sleep(0.15)
+        store_final()
+
+    messages = f.execution(TASK, JOB, eid)
+    seen = [await anext(messages)]
+    hub._deliver([output(eid, chunk), finished(eid, 2)])
+    recorder = asyncio.create_task(record_later())
+    async for message in messages:
+        seen.append(message)
+    end_at = asyncio.get_running_loop().time()
+    await recorder
+    assert seen[-1]["type"] == "end" and seen[-1]["status"] == "done"
+    assert stored_at and end_at >= stored_at[0]
+
+
+async def test_an_end_the_table_never_shows_is_still_sent_after_the_patience() -> None:
+    f, reads, hub = follower()
+    eid = new_execution_id()
+    reads.executions[eid] = running(eid)
+    messages = await collect(f.execution(TASK, JOB, eid), [[finished(eid, 0)]], hub)
+    assert messages[-1]["type"] == "end" and messages[-1]["status"] == "done"
+    assert reads.executions[eid].status == "running"
+
+
 async def test_joining_after_the_end_replays_everything() -> None:
     f, reads, _hub = follower()
     eid = new_execution_id()

@@ -161,6 +161,7 @@ class Follower:
         streams: frozenset[str] | None,
     ) -> AsyncGenerator[Message, None]:
         delivered = Delivered(state.execution_id, start, streams)
+        heard = False  # whether the final state came from the hub (the recorder may not have stored it yet)
         yield execution_message(task_id, job_id, state)
         async for message in self._stored(delivered):
             yield message
@@ -175,7 +176,7 @@ class Follower:
                     yield KEEPALIVE
                 latest = await self.reads.execution(task_id, job_id, state.execution_id)
                 if latest is not None and latest.status != state.status:
-                    state = latest
+                    state, heard = latest, False
                     if not state.final:
                         yield execution_message(task_id, job_id, state)
                 event = None
@@ -195,12 +196,26 @@ class Follower:
                 if sent is not None:
                     yield sent
             elif event.execution_id == state.execution_id:
-                state = state_after(state, event)
+                state, heard = state_after(state, event), True
                 if not state.final:
                     yield execution_message(task_id, job_id, state)
         async for message in self._rest(delivered, state):
             yield message
+        if heard:
+            await self._stored_final(task_id, job_id, state.execution_id)
         yield end_message(state)
+
+    async def _stored_final(self, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID) -> None:
+        """Wait (up to END_PATIENCE_S) until Cassandra shows the execution's final state, so that a client that
+        reads its log or status once it has the `end` reads what the `end` said, not the state before it."""
+        waited, pause = 0.0, 0.05
+        while waited < END_PATIENCE_S:
+            stored = await self.reads.execution(task_id, job_id, execution_id)
+            if stored is not None and stored.final:
+                return
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 0.5)
 
     async def _rest(self, delivered: Delivered, state: ExecutionState) -> AsyncGenerator[Message, None]:
         """The output after the end: up to `output_bytes` from Cassandra; for an execution whose output was not
