@@ -11,6 +11,11 @@ PY := .venv/bin/python
 export FASTLANE_SUPERVISOR_RUN_DIR ?= $(CURDIR)/.local/run
 export FASTLANE_SUPERVISOR_LOG_DIR ?= $(CURDIR)/.local/logs
 export FASTLANE_SUPERVISE_BACKENDS ?= true
+# Where `make run`'s services other than the API serve /metrics, /healthz and /readyz (deploy/supervisord.conf).
+export FASTLANE_RECORDER_METRICS_PORT ?= 10001
+export FASTLANE_SCHEDULER_METRICS_PORT ?= 10002
+export FASTLANE_RUNNER_METRICS_PORT ?= 10003
+export FASTLANE_NOTIFIER_METRICS_PORT ?= 10004
 SUPERVISORD_CONF := deploy/supervisord.conf
 
 deps: .venv/.synced

@@ -51,6 +51,8 @@ class DevStack:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         # What each named process was started as (service, extra env): `restart` starts it the same way again.
         self.specs: dict[str, tuple[str, dict[str, str]]] = {}
+        # Where each named process other than the API serves /metrics, /healthz and /readyz.
+        self.metrics_ports: dict[str, int] = {}
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
         return (self.log_dir / f"{name}.log").read_text()[-chars:]
@@ -58,6 +60,10 @@ class DevStack:
     def start(self, service: str, name: str | None = None, **env: str) -> None:
         """Start one service process (`name` tells a second instance apart; `env` adds FASTLANE_* settings)."""
         name = name or service
+        if service != "api" and "FASTLANE_METRICS_PORT" not in env:
+            env = {**env, "FASTLANE_METRICS_PORT": str(self.metrics_ports.get(name) or free_port())}
+        if service != "api":
+            self.metrics_ports[name] = int(env["FASTLANE_METRICS_PORT"])
         self.specs[name] = (service, env)
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],

@@ -3,12 +3,16 @@
 With more than one, uvicorn's own supervisor binds the port and starts that many worker processes that
 accept on it (each with its own Kafka producer, Cassandra session and live-output consumer); it restarts a
 worker that dies or stops answering. A worker dies with its supervisor (Linux parent-death signal), so a
-supervisor killed with -9 leaves no worker behind holding the port.
+supervisor killed with -9 leaves no worker behind holding the port. The workers' metrics go to files in a
+directory of their own (prometheus-client's multiprocess mode), made fresh at each start and removed at the end,
+so `/metrics` answers the same counts whichever worker takes the scrape.
 """
 
 import ctypes
 import os
+import shutil
 import signal
+import tempfile
 
 import uvicorn
 from fastapi import FastAPI
@@ -55,12 +59,17 @@ def main() -> None:
     if settings.api_processes == 1:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
     else:
-        uvicorn.run(
-            "services.api.__main__:worker_app",
-            factory=True,
-            workers=settings.api_processes,
-            **common,  # type: ignore[arg-type]
-        )
+        samples = tempfile.mkdtemp(prefix="fastlane-api-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = samples  # read by each worker as it starts (a new interpreter)
+        try:
+            uvicorn.run(
+                "services.api.__main__:worker_app",
+                factory=True,
+                workers=settings.api_processes,
+                **common,  # type: ignore[arg-type]
+            )
+        finally:
+            shutil.rmtree(samples, ignore_errors=True)
 
 
 if __name__ == "__main__":

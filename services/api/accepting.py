@@ -24,6 +24,7 @@ from services.api.orders import OutcomeUnknown as OrderOutcomeUnknown
 from services.api.ports import EarlyProjection, IdempotencyKeyStore, OrderPublishing
 from shared.contract.events import Command, HostBlacklisted, JobRequested, JobUpdated, decode, encode
 from shared.contract.topics import Topics
+from shared.process.metrics import JOBS_ACCEPTED, ORDERS_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,11 @@ class Acceptor:
         worker thread, one without none."""
         if key is None:
             await self.accept_async(draft.command, draft.encoded)
-            return draft.command, False
-        return await run_in_threadpool(self.accept_job, draft, key, request_print)
+            accepted: tuple[JobCommand, bool] = (draft.command, False)
+        else:
+            accepted = await run_in_threadpool(self.accept_job, draft, key, request_print)
+        JOBS_ACCEPTED.labels("created" if isinstance(draft.command, JobRequested) else "updated").inc()
+        return accepted
 
     @staticmethod
     def _context(command: Command | HostBlacklisted) -> dict[str, str]:
@@ -91,9 +95,11 @@ class Acceptor:
         try:
             yield
         except NotEnqueued as exc:
+            ORDERS_REFUSED.labels("503").inc()
             log.error("order not enqueued", extra={**self._context(command), "error": str(exc)})
             raise Unavailable("the job queue is unavailable right now; nothing was changed, try again") from exc
         except OrderOutcomeUnknown as exc:
+            ORDERS_REFUSED.labels("504").inc()
             log.error("order outcome unknown", extra={**self._context(command), "error": str(exc)})
             raise OutcomeUnknown(
                 "the job queue did not confirm in time whether it took the order; it may or may not have. Retry"

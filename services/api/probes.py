@@ -1,20 +1,11 @@
 """Questions the operating routes ask the backing services directly (not the read model): does Kafka answer,
 does Cassandra answer, and how many messages each worker group has yet to process."""
 
-from cassandra.cluster import Session
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from shared.contract.topics import Topics, group_id, runner_group
 from shared.process.settings import ApiSettings
-
-
-def kafka_answers(bootstrap: str, timeout: float) -> None:
-    AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout)
-
-
-def cassandra_answers(session: Session, timeout: float) -> None:
-    session.execute("SELECT release_version FROM system.local", timeout=timeout)
 
 
 def queue_lengths(settings: ApiSettings, topics: Topics, timeout: float) -> dict[str, dict[str, int]]:

@@ -11,9 +11,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.process.settings import ApiSettings
 
-# Open even when authentication is on: load balancers and orchestrators probe the healthcheck; the console's
+# Open even when authentication is on: load balancers and orchestrators probe the healthcheck and the liveness
+# and readiness routes, Prometheus scrapes /metrics (counts by fixed labels only: no ids, no secrets); the console's
 # static pages hold no data and no secret (they call the API, which asks for credentials).
-OPEN_PATHS = frozenset({"/healthcheck", "/healthcheck/", "/", "/ui", "/ui/"})
+OPEN_PATHS = frozenset({"/healthcheck", "/healthcheck/", "/healthz", "/readyz", "/metrics", "/", "/ui", "/ui/"})
 OPEN_PREFIXES = ("/ui/static/",)
 
 

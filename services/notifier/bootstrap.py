@@ -14,6 +14,7 @@ from services.notifier.waiting import CassandraWaitingEvents
 from services.recorder.reads import JobDefinitions
 from shared.infra.cassandra import connect
 from shared.infra.kafka.producer import EventProducer
+from shared.process.metrics import serve_probes
 from shared.process.settings import NotifierSettings
 
 log = logging.getLogger("notifier")
@@ -22,6 +23,7 @@ log = logging.getLogger("notifier")
 def serve(settings: NotifierSettings, stop: threading.Event) -> None:
     prepare_backends(settings)
     cluster, session = connect(settings)
+    probes = serve_probes(settings, session)
     producer = EventProducer(settings)
     log.info("notifier started")
     try:
@@ -34,5 +36,7 @@ def serve(settings: NotifierSettings, stop: threading.Event) -> None:
         consumer.run(settings, planner, dispatcher, store, producer, stop)
     finally:
         producer.close()
+        if probes is not None:
+            probes.close()
         cluster.shutdown()
         log.info("notifier stopped")

@@ -17,6 +17,7 @@ from services.notifier.plan import Delivery
 from services.notifier.ports import DeliveryStore, Failed, Sender
 from shared.contract.events import RetryBackoff, utcnow
 from shared.infra.kafka.consumer import retry_until_done
+from shared.process.metrics import DELIVERIES
 
 log = logging.getLogger("notifier")
 
@@ -90,6 +91,7 @@ class Dispatcher:
             self._failed(d, Failed(f"{type(exc).__name__}: {exc}"), context)
             return
         done = delivered(d)
+        DELIVERIES.labels(d.channel, "delivered").inc()
         log.info("delivered", extra={**context, "attempts": done.attempts, "status_code": status_code})
         if retry_until_done(lambda: self.store.finish(done, "delivered", status_code, None), self.stop, context):
             self._forget(d)
@@ -97,6 +99,7 @@ class Dispatcher:
     def _failed(self, d: Delivery, exc: Failed, context: dict[str, object]) -> None:
         outcome = after_failure(d, exc.retry, utcnow(), self.backoff)
         attempts = outcome.delivery.attempts
+        DELIVERIES.labels(d.channel, "failed" if isinstance(outcome, GiveUp) else "retrying").inc()
         if isinstance(outcome, GiveUp):
             gave_up = outcome.delivery
             log.warning("delivery failed; giving up", extra={**context, "attempts": attempts, "error": str(exc)})

@@ -11,6 +11,7 @@ from shared.contract.topics import Topics, group_id
 from shared.infra.cassandra import connect
 from shared.infra.kafka.consumer import run_consumer
 from shared.infra.kafka.producer import EventProducer
+from shared.process.metrics import serve_probes
 from shared.process.settings import Settings
 
 log = logging.getLogger("recorder")
@@ -20,6 +21,7 @@ def serve(settings: Settings, stop: threading.Event) -> None:
     prepare_backends(settings)
     topics = Topics.from_settings(settings)
     cluster, session = connect(settings)
+    probes = serve_probes(settings, session)
     producer = EventProducer(settings)
     recorder = Recorder(session, ProjectionRows(session, settings.keyspace), Indexes(session, settings.keyspace))
     log.info("recorder started")
@@ -46,5 +48,7 @@ def serve(settings: Settings, stop: threading.Event) -> None:
         stop.set()
         output.join(timeout=10)
         producer.close()
+        if probes is not None:
+            probes.close()
         cluster.shutdown()
         log.info("recorder stopped")

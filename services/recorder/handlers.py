@@ -28,6 +28,7 @@ from shared.contract.events import (
     StopExecution,
 )
 from shared.infra.writes import Writes
+from shared.process.metrics import EXECUTIONS_FINISHED
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ class Recorder:
         writes = Writes(self._session)
         record(event, self._rows, self._indexes, writes)
         writes.send()
+        if isinstance(event, ExecutionFinished):
+            EXECUTIONS_FINISHED.labels(event.status).inc()
 
     def record_poison(self, event: Event, why: str) -> None:
         bare = unrecordable_end(event, why)

@@ -19,6 +19,7 @@ from shared.contract.topics import Topics, runner_group
 from shared.infra.cassandra import connect
 from shared.infra.kafka.consumer import consumer_config, decode_or_park
 from shared.infra.kafka.producer import EventProducer, OutputProducer
+from shared.process.metrics import serve_probes
 from shared.process.settings import RunnerSettings
 
 log = logging.getLogger("runner")
@@ -63,6 +64,7 @@ def serve(settings: RunnerSettings, stop: threading.Event) -> None:
     producer = EventProducer(settings)
     output = OutputProducer(settings, Topics.from_settings(settings).output)
     cluster, session = connect(settings)
+    probes = serve_probes(settings, session)
     group = runner_group(settings, settings.my_farm.name)
     runner = Runner(
         settings,
@@ -81,5 +83,7 @@ def serve(settings: RunnerSettings, stop: threading.Event) -> None:
     finally:
         output.close()
         producer.close()
+        if probes is not None:
+            probes.close()
         cluster.shutdown()
         log.info("runner stopped")

@@ -16,6 +16,7 @@ from docker.utils import parse_repository_tag
 from urllib3.exceptions import NewConnectionError
 
 from services.runner.ports import LABEL, ContainerSpec, EngineUnavailable, LogTail, RuntimeFailure, Started, nothing
+from shared.process.metrics import ENGINE_CALL, timed
 
 TLS_API_VERSION = "1.41"
 FOLLOW_READ_TIMEOUT_S = 600.0  # a followed output stream silent this long is read again from the start
@@ -93,6 +94,10 @@ class DockerRuntime:
             raise unanswered(exc) from exc
 
     def start(self, spec: ContainerSpec, on_pull: Callable[[], None] = nothing) -> Started:
+        with timed(ENGINE_CALL.labels("start")):
+            return self._start(spec, on_pull)
+
+    def _start(self, spec: ContainerSpec, on_pull: Callable[[], None]) -> Started:
         try:
             if self._pull_policy == "Always":
                 self._pull(spec.image, on_pull)
@@ -121,7 +126,8 @@ class DockerRuntime:
         repository, tag = image_reference(image)
         registry = repository.split("/")[0] if "/" in repository else ""
         auth = self._registry_auth.get(registry)
-        self._client.images.pull(repository, tag=tag, auth_config=auth)
+        with timed(ENGINE_CALL.labels("pull")):
+            self._client.images.pull(repository, tag=tag, auth_config=auth)
 
     def _create(self, spec: ContainerSpec, on_pull: Callable[[], None]) -> tuple[str, dict[str, Any] | None]:
         """Create straight away with the low-level client (one engine call in the common case: the high-level
@@ -173,7 +179,7 @@ class DockerRuntime:
             raise unanswered(exc) from exc
 
     def stop(self, container_id: str, grace_s: float) -> None:
-        with answering(), contextlib.suppress(NotFound):
+        with timed(ENGINE_CALL.labels("stop")), answering(), contextlib.suppress(NotFound):
             self._client.api.stop(container_id, timeout=int(grace_s))
 
     def logs(self, container_id: str) -> tuple[bytes, bytes]:
@@ -184,7 +190,7 @@ class DockerRuntime:
         costs the runner no more memory than one that prints a page."""
         api = self._client.api
         url = f"{api.base_url}/v{api.api_version}/containers/{urllib.parse.quote(container_id)}/logs"
-        with answering():
+        with timed(ENGINE_CALL.labels("logs")), answering():
             response = api.get(url, params={"stdout": 1, "stderr": 1}, timeout=api.timeout, stream=True)
             try:
                 response.raise_for_status()
@@ -220,7 +226,7 @@ class DockerRuntime:
                 response.close()
 
     def remove(self, container_id: str) -> None:
-        with answering(), contextlib.suppress(NotFound):
+        with timed(ENGINE_CALL.labels("remove")), answering(), contextlib.suppress(NotFound):
             self._client.api.remove_container(container_id, force=True)
 
     def finished_at(self, container_id: str) -> datetime | None:

@@ -10,6 +10,8 @@ for a fetch from the broker (hundreds of ms after a resume, measured).
 import threading
 import uuid
 
+from shared.process.metrics import RUNNER_SLOTS, RUNNER_SLOTS_USED
+
 
 class Slots:
     def __init__(self, capacity: int, lookahead: int | None = None) -> None:
@@ -19,6 +21,8 @@ class Slots:
         self._slot_free = threading.Condition(self._lock)
         self._held: set[uuid.UUID] = set()  # in hand: running, or queued for a worker
         self._running = 0  # slots taken: containers being started or running (at most `capacity`)
+        RUNNER_SLOTS.set(capacity)
+        RUNNER_SLOTS_USED.set(0)
         self._unsettled = 0  # handed to a worker, neither claimed nor skipped yet
         self._draining = False  # leaving the group: queued messages are left to the farm
         self._freed = threading.Event()  # wakes the poll loop when a message in hand is done with
@@ -91,16 +95,19 @@ class Slots:
             if self._draining or stop.is_set():
                 return False
             self._running += 1
+            RUNNER_SLOTS_USED.set(self._running)
             return True
 
     def take_at_once(self) -> None:
         """A slot for a container running already (taken up after a restart), whatever the count."""
         with self._lock:
             self._running += 1
+            RUNNER_SLOTS_USED.set(self._running)
 
     def give(self) -> None:
         with self._slot_free:
             self._running -= 1
+            RUNNER_SLOTS_USED.set(self._running)
             self._slot_free.notify()
 
 

@@ -16,6 +16,7 @@ from services.scheduler.transactions import TransactionGuard
 from shared.contract.events import RetryBackoff
 from shared.contract.topics import Topics, group_id
 from shared.infra.kafka.producer import PARTITIONER
+from shared.process.metrics import LagStatistics, serve_probes
 from shared.process.settings import SchedulerSettings
 
 log = logging.getLogger("scheduler")
@@ -32,10 +33,12 @@ def policy_from(settings: SchedulerSettings) -> Policy:
 
 def group_consumer(settings: SchedulerSettings) -> Consumer:
     """The consumer of the jobs and executions topics, whose offsets only the loop's transactions commit."""
+    group = group_id(settings, "scheduler")
     return Consumer(
         {
+            **LagStatistics(group).config(),
             "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": group_id(settings, "scheduler"),
+            "group.id": group,
             "enable.auto.commit": False,  # offsets are committed inside our transactions
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
@@ -112,8 +115,11 @@ def bootstrap(settings: SchedulerSettings) -> Scheduler:
 def serve(settings: SchedulerSettings, stop: threading.Event) -> None:
     prepare_backends(settings)
     scheduler = bootstrap(settings)
+    probes = serve_probes(settings, None)
     log.info("scheduler started")
     try:
         scheduler.run(stop)
     finally:
+        if probes is not None:
+            probes.close()
         log.info("scheduler stopped")

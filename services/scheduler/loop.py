@@ -26,10 +26,11 @@ from services.scheduler.job_store import JobStore, is_idle
 from services.scheduler.rebalance import Rebalances
 from services.scheduler.step import Step, decide
 from services.scheduler.transactions import KAFKA_TIMEOUT_S, Stuck, TransactionalProducer, TransactionGuard
-from shared.contract.events import ExecutionFinished, StopExecution, utcnow
+from shared.contract.events import ExecutionDue, ExecutionFinished, StopExecution, utcnow
 from shared.contract.topics import Topics
 from shared.infra.kafka.consumer import pause_after
 from shared.infra.kafka.producer import dead_letter_record
+from shared.process.metrics import EXECUTIONS_DUE, TIMER_LAG, TIMERS
 
 log = logging.getLogger("scheduler")
 
@@ -197,6 +198,10 @@ class Scheduler:
             return
         self.uncommitted, self.committed_at = False, time.monotonic()
         self.store.committed(step.changed)
+        for lag in step.timer_lags:
+            TIMER_LAG.observe(lag)
+        EXECUTIONS_DUE.inc(sum(isinstance(message, ExecutionDue) for message, _ in step.out))
+        TIMERS.set(len(self.store.timers))
         for message, _encoded in step.out:
             log.info(
                 "published",

@@ -65,6 +65,7 @@ class Step:
     changed: Changed = field(default_factory=dict)
     out: list[tuple[Output, bytes]] = field(default_factory=list)
     parked: list[tuple[KafkaMessage, str]] = field(default_factory=list)
+    timer_lags: list[float] = field(default_factory=list)  # seconds each timer fired late (metrics, once committed)
 
     def take(self, msg: KafkaMessage) -> None:
         """Decide on one consumed message; a message that is not an event, or whose handling raises, is parked
@@ -98,6 +99,9 @@ class Step:
             if state is None:
                 continue
             now = utcnow()
+            fire_at = state.next_fire()
+            if fire_at is not None:
+                self.timer_lags.append(max(0.0, (now - fire_at).total_seconds()))
             try:
                 decision = writable(fire_due_timers(state, now, self.policy))
             except Exception as exc:  # the job's own definition is the poison: its schedule ends, with why

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     timeout_hard_limit_s: float = Field(default=1800.0, gt=0)
     """No execution runs longer than this, whatever its own `timeout` says (the API caps, the runner enforces); it also
     bounds jobs without a timeout."""
+    metrics_host: str = "127.0.0.1"
+    """Address of the `/metrics`, `/healthz` and `/readyz` server of the scheduler, runner, recorder and notifier
+    (the API serves them on its own port); `0.0.0.0` in a container."""
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    """Port of that server; 0 = none. `make run` gives each service its own (docs/metrics.md)."""
     log_level: str = "INFO"
     """Level of the services' logs (`DEBUG`, `INFO`, `WARNING`...)."""
     log_format: Literal["text", "json"] = "text"

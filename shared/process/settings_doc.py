@@ -67,6 +67,25 @@ SCRIPT_VARIABLES = (
         "Makefile",
         "`make run`: `true` starts Kafka and Cassandra too; `false` only the services (against backends already up).",
     ),
+    *(
+        (
+            f"FASTLANE_{service.upper()}_METRICS_PORT",
+            "Makefile",
+            f"`make run`: the {service}'s `/metrics`, `/healthz` and `/readyz` port (its `FASTLANE_METRICS_PORT`).",
+        )
+        for service in ("recorder", "scheduler", "runner", "notifier")
+    ),
+    ("FASTLANE_IMAGE_TAG", "deploy/images/build.sh", "Tag of the images built and run by compose (default `latest`)."),
+    (
+        "FASTLANE_DEBIAN_MIRROR",
+        "deploy/images/build.sh",
+        "The Debian mirror the base image is bootstrapped from (default http://deb.debian.org/debian).",
+    ),
+    (
+        "FASTLANE_DOCKER_GID",
+        "deploy/compose.yaml",
+        "Group of the host's Docker socket, given to the compose runner (the only container that mounts it).",
+    ),
 )
 
 
@@ -155,6 +174,8 @@ def _cell(text: str) -> str:
 def script_default(root: Path, name: str, source: str) -> str:
     text = (root / source).read_text()
     found = re.search(rf"\$\{{{name}:-([^}}]*)\}}", text) or re.search(rf"^export {name} \?= (.*)$", text, re.M)
+    if not found and re.search(rf"\$\{{{name}:\?", text):
+        return "(required)"
     if not found:
         raise LookupError(f"{source} has no default for {name}")
     return f"`{found.group(1).strip()}`"

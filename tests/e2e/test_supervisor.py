@@ -21,6 +21,7 @@ from tests.conftest import AllSettings, drop_stack_data
 from tests.helpers import eventually
 
 CONF = ROOT / "deploy" / "supervisord.conf"
+METERED = ("recorder", "scheduler", "runner", "notifier")  # the services with a metrics port of their own
 BIN = ROOT / ".venv" / "bin"
 
 
@@ -39,6 +40,7 @@ class Supervisor:
             "FASTLANE_KEYSPACE": settings.keyspace,
             "FASTLANE_API_PORT": str(self.port),
             "FASTLANE_MAX_RUNNING": "4",
+            **{f"FASTLANE_{name.upper()}_METRICS_PORT": str(free_port()) for name in METERED},
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -14,6 +14,7 @@ from shared.contract.events import Event, decode
 from shared.contract.topics import Topics
 from shared.infra.failures import POISON_ATTEMPTS, GaveUp, is_transient
 from shared.infra.kafka.producer import EventProducer
+from shared.process.metrics import BACKEND_ERRORS, LagStatistics, backend_of
 from shared.process.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,10 @@ def park_poison(
 
 
 def consumer_config(settings: Settings, group: str) -> dict[str, object]:
-    """At-least-once: offsets are stored by us after the handler succeeded, then auto-committed."""
+    """At-least-once: offsets are stored by us after the handler succeeded, then auto-committed. The consumer's
+    lag goes to the `fastlane_consumer_lag_messages` metric."""
     return {
+        **LagStatistics(group).config(),
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": group,
         "enable.auto.commit": True,
@@ -162,6 +165,8 @@ def retry_until_done(
         error = state.outcome.exception() if state.outcome else None
         if error is not None and not is_transient(error):
             poisoned += 1
+        elif error is not None:
+            BACKEND_ERRORS.labels(backend_of(error)).inc()
         return stop.is_set() or poisoned >= POISON_ATTEMPTS
 
     retrying = Retrying(
