@@ -147,7 +147,7 @@ CHANNELS = (
     Channel(
         "farm_due",
         ("ExecutionDue",),
-        "Executions that must run now, for the runners of every other farm: one topic per farm.",
+        "Executions that must run now, for the runners of every other farm: one topic per farm. Carries envs.",
     ),
     Channel(
         "executions",
@@ -163,8 +163,8 @@ CHANNELS = (
     Channel(
         "control",
         ("StopExecution", "HostBlacklisted"),
-        "Broadcasts to every runner: stop requests (scheduler, in transactions: read_committed) and blacklist "
-        "changes (api).",
+        "Stop requests, which every runner reads (scheduler, in transactions: read_committed), and blacklist "
+        "changes, which the recorder projects for the runners (api).",
     ),
     Channel(
         "scheduler_state",
