@@ -34,6 +34,7 @@ provision: deps
 	@deploy/scripts/browser.sh
 	@deploy/scripts/kafka.sh jars
 	@deploy/scripts/cassandra.sh jars
+	@deploy/scripts/k8s-tools.sh
 
 # The whole stack under supervisord, in the foreground: Kafka, Cassandra and the five services, their output
 # here, each line prefixed with the program's name. A program that exits is restarted (a pause growing by 1 s
