@@ -205,6 +205,15 @@ class Health(Model):
     cassandra: bool
 
 
+class Alive(Model):
+    alive: bool
+
+
+class Readiness(Model):
+    ready: bool
+    errors: list[str]
+
+
 class Host(Model):
     host: str
     port: int | None

@@ -1,6 +1,6 @@
 """The API in several processes on one port (FASTLANE_API_PROCESSES, as `make run` starts it): every worker
-answers, a GET right after a POST answers 200 whichever worker takes it, and a supervisor killed with -9
-leaves no worker behind holding the port. Real Kafka and Cassandra."""
+answers, a GET right after a POST answers 200 whichever worker takes it, /metrics counts every worker's, and a
+supervisor killed with -9 leaves no worker behind holding the port. Real Kafka and Cassandra."""
 
 import os
 import socket
@@ -55,6 +55,11 @@ def test_two_api_processes_serve_one_port_and_end_with_their_supervisor(own_topi
             with httpx.Client(base_url=stack.url, timeout=10) as client:
                 assert client.get(posted.json()["jobUrl"]).status_code == 200
                 assert client.get(f"/tasks/procs-{n}/jobs/{uuid.uuid4()}").status_code == 404
+        # Metrics are the API's as a whole (every worker's samples added up), whichever worker answers.
+        for _ in range(10):
+            with httpx.Client(base_url=stack.url, timeout=10) as client:
+                metrics = client.get("/metrics").text
+            assert 'fastlane_jobs_accepted_total{order="created"} 20.0' in metrics.splitlines()
         stack.kill("api")
         eventually(lambda: not any(alive(w) for w in workers), timeout=20, what="the workers to end with it")
         eventually(lambda: not port_open(stack.port), timeout=5, what="the port to be free")

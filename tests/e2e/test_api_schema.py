@@ -81,7 +81,7 @@ def test_the_document_describes_every_route_with_models(api_url: str) -> None:
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             ok = operation["responses"]["200"]["content"]
-            media = "text/plain" if path.endswith(("/stdout", "/stderr", "/logs")) else "application/json"
+            media = "text/plain" if path.endswith(("/stdout", "/stderr", "/logs", "/metrics")) else "application/json"
             assert media in ok, (method, path)
             if media == "application/json":
                 assert "$ref" in ok[media]["schema"], f"{method} {path} has no response model"

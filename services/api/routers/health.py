@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from services.api.deps import BackendsDep
-from services.api.models import Health
+from services.api.models import Alive, Health, Readiness
 from shared.infra.probes import cassandra_answers, kafka_answers
 from shared.process.metrics import exposition
 
@@ -42,14 +42,17 @@ async def unanswered(backends: BackendsDep) -> list[str]:
 
 
 @router.get("/healthz", summary="Liveness: 200 while the process answers (asks no backing service)")
-async def healthz() -> dict[str, bool]:
-    return {"alive": True}
+async def healthz() -> Alive:
+    return Alive(alive=True)
 
 
 @router.get(
     "/readyz",
     summary="Readiness: 200 when Kafka and Cassandra answer, 503 listing what does not",
-    responses={503: {"description": "a backing service does not answer"}},
+    responses={
+        200: {"model": Readiness},
+        503: {"model": Readiness, "description": "a backing service does not answer"},
+    },
 )
 async def readyz(backends: BackendsDep) -> JSONResponse:
     errors = await unanswered(backends)
