@@ -93,3 +93,16 @@ stop:
 # Wipes all local data (Kafka log, Cassandra storage, logs). Jars and the venv are kept.
 clean: stop
 	rm -rf .local/data .local/logs .local/run
+
+# The container images (deploy/images/build.sh: a Debian base made with debootstrap, nothing pulled; the fastlane
+# image rebuilt from this checkout) and the compose stack run for real (deploy/compose.yaml under the project
+# fastlane-compose-test, API on 127.0.0.1:10100): one job through it, non-root users, the Docker socket only in
+# the runner; then everything is removed. A few minutes; docs/images.md.
+.PHONY: test-compose
+test-compose: deps
+	@deploy/scripts/docker.sh
+	@deploy/scripts/test-image.sh
+	@deploy/scripts/kafka.sh jars
+	@deploy/scripts/cassandra.sh jars
+	@command -v docker-compose >/dev/null || apt-get install -y -q docker-compose >/dev/null
+	FASTLANE_COMPOSE_TEST=1 .venv/bin/pytest tests/deploy -m compose
