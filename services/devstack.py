@@ -95,8 +95,23 @@ class DevStack:
         proc.kill()
         proc.wait(10)
 
+    def migrate(self, timeout: float = 300) -> None:
+        """Run the migration (`python -m services.migrate`) on this stack's prefix and keyspace, as `make run`
+        does before its services: they only wait for it."""
+        with (self.log_dir / "migrate.log").open("a") as out:
+            subprocess.run(
+                [sys.executable, "-m", "services.migrate"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=True,
+            )
+
     def __enter__(self) -> "DevStack":
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.migrate()
         for name in self.services:
             self.start(name)
         try:

@@ -1,32 +1,134 @@
-"""`python -m services.migrate`: create the Kafka topics and every store's Cassandra tables (idempotent).
+"""`python -m services.migrate`: the migration, run once per deployment (by `make run` before the services, by
+the compose `migrate` service, by the Kubernetes migrate Job) rather than by every service racing at start-up.
+
+It creates the Kafka topics and every store's Cassandra tables when missing (each statement idempotent, so a
+second run, or two at once, is harmless), aligns the topics' settings and the tables' retention, then records the
+schema's version in `<keyspace>.schema_version`. The version is a digest of what the code declares (every
+store's tables and added columns, the topics' names): a change to any of them is a new version, with no number
+to bump by hand. Each service, at start-up, only waits until the recorded version is its own
+(`await_migrated`), so a service never runs on a schema older than its code.
+
+`--check` exits 0 when the backends are at this code's version, 1 otherwise; `--wait` waits until they are (up to
+FASTLANE_STARTUP_TIMEOUT_S; an init container's job).
 
 Each store declares its own tables next to the code that uses them; this is the one place that knows them all.
 """
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+
+from cassandra import InvalidRequest
+from confluent_kafka.admin import AdminClient
 
 from services.api.idempotency import SCHEMA as IDEMPOTENCY
 from services.notifier.store import SCHEMA as DELIVERIES
 from services.notifier.waiting import SCHEMA as WAITING
 from services.recorder.tables import SCHEMA as READ_MODEL
 from services.runner.ledger import SCHEMA as LEDGER
-from shared.infra.cassandra import migrate
-from shared.infra.kafka.admin import ensure_topics
+from shared.contract.topics import Topics
+from shared.infra.cassandra import connect, migrate
+from shared.infra.kafka.admin import ensure_topics, wait_for_kafka
 from shared.process.logs import setup_logging
 from shared.process.settings import Settings
 
+log = logging.getLogger("migrate")
 SCHEMAS = (READ_MODEL, LEDGER, DELIVERIES, WAITING, IDEMPOTENCY)
+VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS {ks}.schema_version (name text PRIMARY KEY, version text, applied_at timestamp)"
+)
+WAIT_LOG_EVERY_S = 10.0
+
+
+def schema_version() -> str:
+    """The digest of everything the migration creates, as this code declares it (prefix and keyspace aside)."""
+    declared = {
+        "tables": [[list(s.tables), [list(c) for c in s.added_columns], list(s.retained)] for s in SCHEMAS],
+        "topics": sorted(Topics.from_settings(Settings(topic_prefix="")).all()),
+    }
+    return hashlib.sha256(json.dumps(declared, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def prepare_backends(settings: Settings) -> None:
-    """Wait for Kafka and Cassandra, then create the topics and tables that are missing (idempotent)."""
+    """The migration: wait for Kafka and Cassandra, create the topics and tables that are missing, align their
+    settings, then record this code's schema version (last: a version recorded means everything is there)."""
     ensure_topics(settings)
     migrate(settings, SCHEMAS)
+    cluster, session = connect(settings)
+    try:
+        session.execute(VERSION_TABLE.format(ks=settings.keyspace), timeout=60)
+        session.execute(
+            f"INSERT INTO {settings.keyspace}.schema_version (name, version, applied_at) "
+            "VALUES ('fastlane', %s, toTimestamp(now()))",
+            (schema_version(),),
+        )
+    finally:
+        cluster.shutdown()
+    log.info("migrated", extra={"version": schema_version(), "keyspace": settings.keyspace})
 
 
-def main() -> None:
+def behind(settings: Settings) -> list[str]:
+    """What keeps the backends from being at this code's schema version (empty when they are)."""
+    missing = []
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    topics = set(admin.list_topics(timeout=10).topics)
+    absent = sorted(set(Topics.from_settings(settings).all()) - topics)
+    if absent:
+        missing.append(f"topics missing: {', '.join(absent)}")
+    cluster, session = connect(settings)
+    try:
+        row = session.execute(
+            f"SELECT version FROM {settings.keyspace}.schema_version WHERE name = 'fastlane'", timeout=10
+        ).one()
+        recorded = row.version if row is not None else None
+    except InvalidRequest:  # no keyspace or no table yet
+        recorded = None
+    finally:
+        cluster.shutdown()
+    if recorded != schema_version():
+        missing.append(f"schema version {recorded or 'none'} recorded, this code's is {schema_version()}")
+    return missing
+
+
+def await_migrated(settings: Settings) -> None:
+    """Wait (up to FASTLANE_STARTUP_TIMEOUT_S) until the migration has brought the backends to this code's
+    schema version; RuntimeError after that. What every service does at start-up instead of migrating."""
+    wait_for_kafka(settings)
+    deadline = time.monotonic() + settings.startup_timeout_s
+    said = 0.0
+    while True:
+        missing = behind(settings)
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the backends were not migrated (run `python -m services.migrate`): {missing}")
+        if time.monotonic() - said >= WAIT_LOG_EVERY_S:
+            log.warning("waiting for the migration (`python -m services.migrate`)", extra={"missing": missing})
+            said = time.monotonic()
+        time.sleep(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.migrate", description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 0 when migrated to this code's version, else 1")
+    mode.add_argument("--wait", action="store_true", help="wait until migrated (FASTLANE_STARTUP_TIMEOUT_S)")
+    args = parser.parse_args(argv)
     settings = Settings()
     setup_logging(settings)
+    if args.check:
+        missing = behind(settings)
+        print("\n".join(missing) or f"migrated: schema version {schema_version()}")
+        return 1 if missing else 0
+    if args.wait:
+        await_migrated(settings)
+        return 0
     prepare_backends(settings)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,7 +15,7 @@ from services.api.live.reads import LiveReads
 from services.api.orders import OrderPublisher
 from services.api.ports import OrderPublishing
 from services.api.queries import Queries
-from services.migrate import prepare_backends
+from services.migrate import await_migrated
 from services.recorder.indexes import Indexes
 from services.recorder.projections import Projections
 from shared.contract.topics import Topics
@@ -50,7 +50,7 @@ class Backends:
 
 def bootstrap(settings: ApiSettings, orders: OrderPublishing | None = None) -> Backends:
     """Prepare the topics and tables, connect, and build the adapters (`orders`: another publisher, for tests)."""
-    prepare_backends(settings)
+    await_migrated(settings)
     cluster, session = connect(settings)
     topics = Topics.from_settings(settings)
     orders = orders or OrderPublisher(settings)

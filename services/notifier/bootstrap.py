@@ -4,7 +4,7 @@ the HTTP/SMTP sender, the producer) and hands them to the loop; nothing else."""
 import logging
 import threading
 
-from services.migrate import prepare_backends
+from services.migrate import await_migrated
 from services.notifier import consumer
 from services.notifier.dispatcher import Dispatcher
 from services.notifier.handlers import Planner
@@ -21,7 +21,7 @@ log = logging.getLogger("notifier")
 
 
 def serve(settings: NotifierSettings, stop: threading.Event) -> None:
-    prepare_backends(settings)
+    await_migrated(settings)
     cluster, session = connect(settings)
     probes = serve_probes(settings, session)
     producer = EventProducer(settings)

@@ -3,7 +3,7 @@
 import logging
 import threading
 
-from services.migrate import prepare_backends
+from services.migrate import await_migrated
 from services.recorder.handlers import Recorder
 from services.recorder.indexes import Indexes
 from services.recorder.rows import ProjectionRows
@@ -18,7 +18,7 @@ log = logging.getLogger("recorder")
 
 
 def serve(settings: Settings, stop: threading.Event) -> None:
-    prepare_backends(settings)
+    await_migrated(settings)
     topics = Topics.from_settings(settings)
     cluster, session = connect(settings)
     probes = serve_probes(settings, session)

@@ -8,7 +8,7 @@ import threading
 import docker
 from confluent_kafka import Consumer
 
-from services.migrate import prepare_backends
+from services.migrate import await_migrated
 from services.runner.docker_runtime import DockerRuntime
 from services.runner.handlers import Limits
 from services.runner.ledger import CassandraLedger
@@ -52,7 +52,7 @@ def docker_tls(settings: RunnerSettings) -> docker.tls.TLSConfig | None:
 
 
 def serve(settings: RunnerSettings, stop: threading.Event) -> None:
-    prepare_backends(settings)
+    await_migrated(settings)
     limits = limits_from(settings)
     runtime = DockerRuntime(
         settings.docker_host,

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from confluent_kafka import Consumer, Producer
 
-from services.migrate import prepare_backends
+from services.migrate import await_migrated
 from services.scheduler.handlers import Policy
 from services.scheduler.job_store import JobStore
 from services.scheduler.loop import Scheduler
@@ -113,7 +113,7 @@ def bootstrap(settings: SchedulerSettings) -> Scheduler:
 
 
 def serve(settings: SchedulerSettings, stop: threading.Event) -> None:
-    prepare_backends(settings)
+    await_migrated(settings)
     scheduler = bootstrap(settings)
     probes = serve_probes(settings, None)
     log.info("scheduler started")

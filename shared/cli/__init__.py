@@ -1,0 +1,1 @@
+"""The `fastlane` command (docs/cli.md)."""
