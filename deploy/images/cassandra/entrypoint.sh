@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Cassandra in a container: the repository's cassandra.yaml template listening on (and seeding from) the
-# container's own address, the JVM options of deploy/scripts/cassandra.sh, storage in /var/lib/cassandra.
+# container's own address, the JVM options of deploy/scripts/cassandra.sh, storage in /var/lib/cassandra. Out of
+# memory, the JVM exits (the container's restart policy starts it again) instead of limping on.
 set -euo pipefail
 HOME_DIR=/opt/cassandra
 STORAGE=/var/lib/cassandra
@@ -13,6 +14,7 @@ mkdir -p "$STORAGE/logs"
 jamm=$(ls "$HOME_DIR"/libs/jamm-*.jar | head -n 1)
 echo 1000000 >/proc/self/timerslack_ns 2>/dev/null || true   # why: deploy/scripts/common.sh, coarse_timers
 exec java @"$HOME_DIR/config/jvm17.options" -Xms"$CASSANDRA_HEAP" -Xmx"$CASSANDRA_HEAP" -Xmn"$CASSANDRA_NEW_HEAP" \
+  -XX:+ExitOnOutOfMemoryError \
   -javaagent:"$jamm" \
   -Dcassandra.config="file://$CONF" \
   -Dlogback.configurationFile="$HOME_DIR/config/logback.xml" \

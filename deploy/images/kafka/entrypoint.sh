@@ -24,4 +24,5 @@ if [ ! -f "$DATA/meta.properties" ]; then
 fi
 # A timer slack of 1 ms, as deploy/scripts/common.sh explains (allowed for one's own process; else the default).
 echo 1000000 >/proc/self/timerslack_ns 2>/dev/null || true
-exec java "${JAVA_ARGS[@]}" kafka.Kafka "$CONF"
+# Out of memory, the JVM exits (the container's restart policy starts it again) instead of limping on.
+exec java "${JAVA_ARGS[@]}" -XX:+ExitOnOutOfMemoryError kafka.Kafka "$CONF"
