@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from shared.infra.kafka.producer import PARTITIONER
+from shared.process.logs import trace_headers
 from shared.process.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Order:
     value: bytes
     deadline: float  # monotonic: an order still waiting for a transaction at this time is answered NotEnqueued
     result: "Future[None]" = field(default_factory=Future)
+    headers: list[tuple[str, bytes]] = field(default_factory=list)  # the request's trace (shared/process/logs.py)
 
 
 class OrderPublisher:
@@ -95,7 +97,7 @@ class OrderPublisher:
     def _order(self, topic: str, key: bytes | None, value: bytes) -> Order:
         if self._closed.is_set():
             raise NotEnqueued("the API is shutting down")
-        order = Order(topic, key, value, time.monotonic() + self.ack_timeout_s)
+        order = Order(topic, key, value, time.monotonic() + self.ack_timeout_s, headers=trace_headers())
         self._queue.put(order)
         return order
 
@@ -193,7 +195,8 @@ class OrderPublisher:
         sent: list[Order] = []
         for o in batch:
             try:
-                producer.produce(o.topic, key=o.key, value=o.value, on_delivery=on_delivery)
+                headers: list[tuple[str, str | bytes | None]] = list(o.headers)
+                producer.produce(o.topic, key=o.key, value=o.value, headers=headers or None, on_delivery=on_delivery)
                 sent.append(o)
             except (KafkaException, BufferError) as exc:  # this order was never handed to librdkafka
                 o.result.set_exception(NotEnqueued(f"refused by the producer: {exc}"))

@@ -3,12 +3,15 @@
 import base64
 import binascii
 import hmac
+import re
+import uuid
 
 from fastapi import Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.process.logs import bound, new_traceparent, trace_ids, valid_traceparent
 from shared.process.settings import ApiSettings
 
 # Open even when authentication is on: load balancers and orchestrators probe the healthcheck and the liveness
@@ -43,6 +46,21 @@ def authorized(settings: ApiSettings, header: str) -> bool:
     return False
 
 
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a client's X-Request-ID is kept only when it looks like an id
+
+
+def _answering_with(send: Send, request_id: str, traceparent: str) -> Send:
+    """`send` that adds X-Request-ID and traceparent to the answer's headers (so a client can quote them)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            extra = [(b"x-request-id", request_id.encode()), (b"traceparent", traceparent.encode())]
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return sending
+
+
 class GuardMiddleware:
     """Pure ASGI middleware (no task group and stream per request, as `app.middleware("http")` costs) run before
     any route for every HTTP request: a request without valid credentials answers 401 (the open paths and CORS
@@ -54,12 +72,22 @@ class GuardMiddleware:
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refusal = self.refusal(scope)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        request_id = headers.get("x-request-id", "")
+        if not REQUEST_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex
+        traceparent = valid_traceparent(headers.get("traceparent")) or new_traceparent()
+        with bound(request_id=request_id, **trace_ids(traceparent)):
+            if scope["type"] == "http":
+                refusal = self.refusal(scope)
+                send = _answering_with(send, request_id, traceparent)
+                if refusal is not None:
+                    await refusal(scope, receive, send)
+                    return
+            await self.app(scope, receive, send)
 
     def refusal(self, scope: Scope) -> Response | None:
         settings = self.settings

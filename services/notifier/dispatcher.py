@@ -17,6 +17,7 @@ from services.notifier.plan import Delivery
 from services.notifier.ports import DeliveryStore, Failed, Sender
 from shared.contract.events import RetryBackoff, utcnow
 from shared.infra.kafka.consumer import retry_until_done
+from shared.process.logs import bound, trace_ids
 from shared.process.metrics import DELIVERIES
 
 log = logging.getLogger("notifier")
@@ -80,6 +81,11 @@ class Dispatcher:
         self.sender.close()
 
     def _attempt(self, d: Delivery) -> None:
+        ids = {"task_id": d.task_id, "job_id": d.job_id, "execution_id": d.execution_id, "delivery_id": d.delivery_id}
+        with bound(**ids, **trace_ids(d.trace)):
+            self._attempt_bound(d)
+
+    def _attempt_bound(self, d: Delivery) -> None:
         context: dict[str, object] = {"delivery_id": str(d.delivery_id), "target": d.target, "event": d.event}
         try:
             status_code = self.sender.send(d, utcnow())

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from shared.contract.events import ExecutionFinished, ExecutionStarted, JobDefinition
 from shared.domain.links import Links
 from shared.domain.redaction import redact
+from shared.process.logs import TRACEPARENT, context
 
 Channel = Literal["webhook", "mail"]
 # Namespace of delivery ids: one id per (execution, event, channel, target), whatever redelivers the event.
@@ -36,6 +37,7 @@ class Delivery(BaseModel):
     attempts: int = 0
     next_at: datetime
     payload: dict[str, Any]
+    trace: str | None = None  # traceparent of the event it notifies about: its attempts' log lines carry it
 
     @property
     def target(self) -> str:
@@ -111,6 +113,7 @@ def plan(
         "execution_id": event.execution_id,
         "next_at": event.occurred_at,
         "payload": body,
+        "trace": context().get(TRACEPARENT),
     }
     found = []
     for name in event_names(event):

@@ -2,6 +2,7 @@
 what the API shows) and the indexes' writes (indexes.py: listings, counters, /status). The API's early write of
 its own orders takes the projection's column only (projections.py)."""
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ from shared.contract.events import (
 )
 from shared.infra.writes import Writes
 from shared.process.metrics import EXECUTIONS_FINISHED
+
+log = logging.getLogger("recorder")
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Recorder:
         writes.send()
         if isinstance(event, ExecutionFinished):
             EXECUTIONS_FINISHED.labels(event.status).inc()
+            log.info("recorded the end", extra={"status": event.status})
 
     def record_poison(self, event: Event, why: str) -> None:
         bare = unrecordable_end(event, why)

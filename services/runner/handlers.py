@@ -178,6 +178,7 @@ def run_execution(
     started_at: datetime = started.started_at or utcnow()
     QUEUE_WAIT.observe(max(0.0, (started_at - due.occurred_at).total_seconds()))
     publish(ExecutionStarted(**ids, host=host, container_id=container_id, occurred_at=started_at))
+    log.info("container started", extra={"container_id": container_id})
     timeout = min(limits.hard_timeout_s if due.timeout_s is None else due.timeout_s, limits.hard_timeout_s)
     follower = None
     if output is not None:
@@ -216,10 +217,11 @@ def run_execution(
         answered, stdout, stderr = False, b"", b""
         unread = f"its logs could not be read: the Docker engine of host {host} has not answered for "
         error = "; ".join(filter(None, [error, f"{unread}{limits.engine_lost_after_s:g}s: {exc}"]))
+    status = ended_by or ("done" if exit_code == 0 else "failed")
     publish(
         ExecutionFinished(
             **ids,
-            status=ended_by or ("done" if exit_code == 0 else "failed"),
+            status=status,
             exit_code=exit_code,
             stdout=clip(stdout, limits.log_budget),
             stderr=clip(stderr, limits.log_budget),
@@ -228,6 +230,10 @@ def run_execution(
             started_at=started_at,
             output_bytes=output_bytes,
         )
+    )
+    log.info(
+        "execution finished",
+        extra={"status": ended_by or ("done" if exit_code == 0 else "failed"), "exit_code": exit_code},
     )
     try:
         runtime.remove(container_id)

@@ -12,14 +12,16 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from services.runner.offsets import OffsetTracker, Position
 from services.runner.slots import Slots
-from shared.contract.events import Event
+from shared.contract.events import Event, ExecutionDue
 from shared.infra.kafka.consumer import is_record
+from shared.process.logs import traceparent_of
 
 log = logging.getLogger("runner")
 LEAVE_WAIT_S = 30  # at most this long for the messages being claimed to be acknowledged when leaving the group
@@ -39,6 +41,7 @@ class Intake:
         self.topic = topic
         self.slots = slots
         self._decode = decode
+        self.traces: dict[uuid.UUID, str] = {}  # execution id -> the traceparent its ExecutionDue came with
         self.tracker = OffsetTracker()
         self._done: queue.SimpleQueue[Position] = queue.SimpleQueue()
         self.consumer: Consumer | None = None  # a fresh one each time this runner joins its farm's group
@@ -90,7 +93,11 @@ class Intake:
         assert msg is not None
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         self.tracker.started((topic, partition), offset)
-        return self._decode(msg), (topic, partition, offset)
+        event = self._decode(msg)
+        trace = traceparent_of(msg.headers())
+        if trace is not None and isinstance(event, ExecutionDue):
+            self.traces[event.execution_id] = trace  # taken by the dispatch, in the poll loop's thread too
+        return event, (topic, partition, offset)
 
     def done_with(self, position: Position) -> None:
         """The message at `position` is done with (from any thread); its offset is stored by the poll loop."""

@@ -12,6 +12,7 @@ Best effort throughout: the execution's log in ExecutionFinished remains the rec
 
 import codecs
 import contextlib
+import contextvars
 import logging
 import queue
 import threading
@@ -174,8 +175,12 @@ class OutputFollower:
         self._chunker = Chunker(ids, limits, sink.send)
         self._done = threading.Event()
         name = f"output-{str(ids.get('execution_id', uuid.uuid4()))[:8]}"
-        self._reader = threading.Thread(target=self._read, name=f"{name}-read", daemon=True)
-        self._publisher = threading.Thread(target=self._publish, name=f"{name}-publish", daemon=True)
+        # Both threads run in a copy of the starting thread's context: the execution's ids and trace.
+        read, publish = contextvars.copy_context(), contextvars.copy_context()
+        self._reader = threading.Thread(target=read.run, args=(self._read,), name=f"{name}-read", daemon=True)
+        self._publisher = threading.Thread(
+            target=publish.run, args=(self._publish,), name=f"{name}-publish", daemon=True
+        )
 
     def start(self) -> "OutputFollower":
         self._reader.start()

@@ -144,10 +144,13 @@ class Runner:
         """An ExecutionDue not in hand yet goes to a worker; anything else is done with at once."""
         if not isinstance(event, ExecutionDue) or not self.slots.hold(event.execution_id):
             # (an ExecutionDue held already was delivered again while this runner still has it)
+            if isinstance(event, ExecutionDue):
+                self.intake.traces.pop(event.execution_id, None)
             self.intake.done_with(position)
             return
         self.slots.queued()
-        self.pool.submit(self.worker.work, event, position, stop)
+        trace = self.intake.traces.pop(event.execution_id, None)
+        self.pool.submit(self.worker.work, event, position, stop, trace)
 
     def _take_up_held(self, stop: threading.Event) -> None:
         def run(due: ExecutionDue) -> None:

@@ -21,7 +21,8 @@ from services.runner.slots import Slot, Slots
 from services.runner.stops import StopRequests
 from shared.contract.events import ExecutionDue, ExecutionFinished, ExecutionStarted, JobMessage
 from shared.infra.failures import GaveUp
-from shared.infra.kafka.consumer import retry_until_done
+from shared.infra.kafka.consumer import event_ids, retry_until_done
+from shared.process.logs import bound, trace_ids
 
 log = logging.getLogger("runner")
 # An ExecutionFinished up to this size is kept with the claim when reported (larger ones carry logs, read again
@@ -64,9 +65,15 @@ class Worker:
         self.done_with = done_with
         self.output = output
 
-    def work(self, due: ExecutionDue, position: Position | None, stop: threading.Event) -> None:
+    def work(
+        self, due: ExecutionDue, position: Position | None, stop: threading.Event, trace: str | None = None
+    ) -> None:
         """Claim (unless taken up after a restart: `position` None, running already), acknowledge, run to the
-        end, drop it from this host's record."""
+        end, drop it from this host's record. Every log line and message of it carries its ids and `trace`."""
+        with bound(**event_ids(due), **trace_ids(trace)):
+            self._work(due, position, stop)
+
+    def _work(self, due: ExecutionDue, position: Position | None, stop: threading.Event) -> None:
         eid = due.execution_id
         cancel = self.stops.track(eid)
         slot = Slot(self.slots)

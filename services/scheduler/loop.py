@@ -28,8 +28,9 @@ from services.scheduler.step import Step, decide
 from services.scheduler.transactions import KAFKA_TIMEOUT_S, Stuck, TransactionalProducer, TransactionGuard
 from shared.contract.events import ExecutionDue, ExecutionFinished, StopExecution, utcnow
 from shared.contract.topics import Topics
-from shared.infra.kafka.consumer import pause_after
+from shared.infra.kafka.consumer import event_ids, pause_after
 from shared.infra.kafka.producer import dead_letter_record
+from shared.process.logs import TRACEPARENT, bound, trace_ids
 from shared.process.metrics import EXECUTIONS_DUE, TIMER_LAG, TIMERS
 
 log = logging.getLogger("scheduler")
@@ -203,10 +204,8 @@ class Scheduler:
         EXECUTIONS_DUE.inc(sum(isinstance(message, ExecutionDue) for message, _ in step.out))
         TIMERS.set(len(self.store.timers))
         for message, _encoded in step.out:
-            log.info(
-                "published",
-                extra={"type": message.type, "job_id": str(message.job_id), "execution_id": str(message.execution_id)},
-            )
+            with bound(**event_ids(message), **trace_ids(step.traces.get(message.job_id))):
+                log.info("published", extra={"type": message.type})
 
     def _write(self, producer: TransactionalProducer, step: Step) -> None:
         """Produce what the step writes: states (an idle one moves to the archive), messages, parked records."""
@@ -219,7 +218,9 @@ class Scheduler:
             else:
                 producer.produce(state_topic, key=state_key, value=value, partition=partition)
         for message, encoded in step.out:
-            producer.produce(self._topic_of(message), key=message.key, value=encoded)
+            trace = step.traces.get(message.job_id)
+            headers: list[tuple[str, str | bytes | None]] | None = [(TRACEPARENT, trace.encode())] if trace else None
+            producer.produce(self._topic_of(message), key=message.key, value=encoded, headers=headers)
         for msg, reason in step.parked:
             value, headers = dead_letter_record(msg, reason, self.max_message_bytes)
             key = (msg.key() or b"")[:1024] or None

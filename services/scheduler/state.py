@@ -35,6 +35,7 @@ class JobState(BaseModel):
     timers: tuple[Timer, ...] = ()
     running: dict[uuid.UUID, int] = {}  # execution id -> attempt, from ExecutionDue until ExecutionFinished
     stopped: bool = False
+    trace: str | None = None  # traceparent of the order that made this definition: its executions carry it
 
     def next_fire(self) -> datetime | None:
         return min((t.fire_at for t in self.timers), default=None)

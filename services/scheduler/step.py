@@ -24,9 +24,10 @@ from services.scheduler.handlers import (
 )
 from services.scheduler.job_store import Changed, JobStore, is_idle
 from services.scheduler.state import JobState
-from shared.contract.events import HostEvent, decode, encode, utcnow
+from shared.contract.events import HostEvent, JobOrder, decode, encode, utcnow
 from shared.infra.failures import reason
-from shared.infra.kafka.consumer import is_record
+from shared.infra.kafka.consumer import event_ids, is_record
+from shared.process.logs import bound, trace_ids, traceparent_of
 
 log = logging.getLogger("scheduler")
 
@@ -66,6 +67,7 @@ class Step:
     out: list[tuple[Output, bytes]] = field(default_factory=list)
     parked: list[tuple[KafkaMessage, str]] = field(default_factory=list)
     timer_lags: list[float] = field(default_factory=list)  # seconds each timer fired late (metrics, once committed)
+    traces: dict[uuid.UUID, str] = field(default_factory=dict)  # job id -> the traceparent its messages carry
 
     def take(self, msg: KafkaMessage) -> None:
         """Decide on one consumed message; a message that is not an event, or whose handling raises, is parked
@@ -82,15 +84,22 @@ class Step:
         partition = msg.partition() or 0
         if not self.store.owns(partition):
             return  # not (or no longer) ours: its owner handles it, from the offsets committed for it
+        trace = traceparent_of(msg.headers())
         try:
-            state = self.state(partition, event.job_id, archived=type(event) in READS_ARCHIVE)
-            decision = writable(handle(state, event, self.now, self.policy))
+            with bound(**event_ids(event), **trace_ids(trace)):
+                state = self.state(partition, event.job_id, archived=type(event) in READS_ARCHIVE)
+                decided = handle(state, event, self.now, self.policy)
+                if trace is not None and isinstance(event, JobOrder) and decided.state is not None:
+                    decided = Decision(decided.state.model_copy(update={"trace": trace}), decided.publish)
+                decision = writable(decided)
         except Exception as exc:  # the message itself is the poison: handled the same way every time
             log.exception("message could not be handled; parked", extra={"type": event.type, "offset": msg.offset()})
             self.parked.append((msg, reason(exc)))
             self.out.extend(writable(Decision(None, refuse(event, self.now, reason(exc))), quiet=True).publish)
             return
         self.collect(partition, event.job_id, decision)
+        if trace is not None:  # what this message decides carries its own trace (a retry's, a stop's)
+            self.traces[event.job_id] = trace
 
     def fire_timers(self) -> None:
         """Fire the timers due now, once per job; a job whose timer raises has its schedule ended, with why."""
@@ -126,6 +135,9 @@ class Step:
         return state
 
     def collect(self, partition: int, job_id: uuid.UUID, decision: Written) -> None:
+        known = decision.state or self.state(partition, job_id, archived=True)
+        if known is not None and known.trace is not None:
+            self.traces[job_id] = known.trace
         if decision.state is not self.state(partition, job_id):
             self.changed[job_id] = (partition, decision.state, decision.state_value)
         self.out.extend(decision.publish)

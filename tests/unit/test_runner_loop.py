@@ -44,6 +44,9 @@ class Record:
     def key(self) -> None:
         return None
 
+    def headers(self) -> None:
+        return None
+
     def error(self) -> None:
         return None
 

@@ -14,6 +14,7 @@ from shared.contract.events import Event, decode
 from shared.contract.topics import Topics
 from shared.infra.failures import POISON_ATTEMPTS, GaveUp, is_transient
 from shared.infra.kafka.producer import EventProducer
+from shared.process.logs import bound, trace_ids, traceparent_of
 from shared.process.metrics import BACKEND_ERRORS, LagStatistics, backend_of
 from shared.process.settings import Settings
 
@@ -55,6 +56,11 @@ def park_poison(
     except GaveUp:
         log.error("the poison message could not be parked either; skipped", extra=context)
         return True
+
+
+def event_ids(event: object) -> dict[str, object]:
+    """The ids a message is about, for the log context (shared/process/logs.py)."""
+    return {name: getattr(event, name, None) for name in ("task_id", "job_id", "execution_id", "host")}
 
 
 def consumer_config(settings: Settings, group: str) -> dict[str, object]:
@@ -119,13 +125,14 @@ def run_consumer(
             assert msg is not None
             event = decode_or_park(msg, producer, topics)
             context = {"type": getattr(event, "type", None), "topic": msg.topic(), "offset": msg.offset()}
-            try:
-                if event is not None and not retry_until_done(partial(handle, event, msg), stop, context):
-                    break  # stopping mid-retry: leave the offset unstored so the message comes again
-            except GaveUp as poison:
-                assert event is not None
-                if not park_poison(event, msg, str(poison), producer, topics, stop, on_poison, context):
-                    break
+            with bound(**event_ids(event), **trace_ids(traceparent_of(msg.headers()))):
+                try:
+                    if event is not None and not retry_until_done(partial(handle, event, msg), stop, context):
+                        break  # stopping mid-retry: leave the offset unstored so the message comes again
+                except GaveUp as poison:
+                    assert event is not None
+                    if not park_poison(event, msg, str(poison), producer, topics, stop, on_poison, context):
+                        break
             consumer.store_offsets(msg)
     finally:
         consumer.close()

@@ -6,6 +6,7 @@ import threading
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from shared.contract.events import HostEvent, JobMessage, encode
+from shared.process.logs import trace_headers
 from shared.process.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,9 @@ class EventProducer:
         self, topic: str, event: JobMessage | HostEvent, timeout: float = 12.0, encoded: bytes | None = None
     ) -> None:
         """Send and wait for the broker's acknowledgement; raises KafkaException when it did not come. `encoded`:
-        the event's encoding when the caller has it already."""
-        self._send(topic, event.key, encoded if encoded is not None else encode(event), None, timeout)
+        the event's encoding when the caller has it already. The current context's trace goes in its headers."""
+        value = encoded if encoded is not None else encode(event)
+        self._send(topic, event.key, value, list(trace_headers()) or None, timeout)
 
     def park(self, topic: str, msg: Message, reason: str) -> None:
         """Send a message no handler could use to the dead-letter topic with where it came from and why; raises
@@ -128,7 +130,13 @@ class OutputProducer:
 
     def send(self, chunk: JobMessage) -> bool:
         try:
-            self._producer.produce(self._topic, key=chunk.key, value=encode(chunk), on_delivery=self._delivered)
+            self._producer.produce(
+                self._topic,
+                key=chunk.key,
+                value=encode(chunk),
+                headers=list(trace_headers()) or None,
+                on_delivery=self._delivered,
+            )
         except (BufferError, KafkaException):
             return False
         finally:
