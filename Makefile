@@ -105,4 +105,4 @@ test-compose: deps
 	@deploy/scripts/kafka.sh jars
 	@deploy/scripts/cassandra.sh jars
 	@command -v docker-compose >/dev/null || apt-get install -y -q docker-compose >/dev/null
-	FASTLANE_COMPOSE_TEST=1 .venv/bin/pytest tests/deploy -m compose
+	.venv/bin/pytest tests/deploy -m compose

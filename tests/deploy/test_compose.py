@@ -1,7 +1,8 @@
 """deploy/compose.yaml run for real: the images built from the debootstrap base (deploy/images/build.sh, the
 fastlane image rebuilt from this checkout), the stack brought up with Debian's docker-compose under a project of
 its own, one job run through the API published on 127.0.0.1:10100, and the stack removed with its volumes.
-Only with FASTLANE_COMPOSE_TEST=1 (`make test-compose`); the services' logs end up in .local/logs/compose-test.log."""
+Collected only under `-m compose` (`make test-compose`; see conftest.py); the services' logs end up in
+.local/logs/compose-test.log."""
 
 import json
 import os
@@ -89,7 +90,8 @@ def wait_ready(client: httpx.Client, deadline: float) -> None:
         except httpx.HTTPError as error:
             last = repr(error)
         time.sleep(1)
-    raise AssertionError(f"the API was not ready after {READY_TIMEOUT_S}s: {last}")
+    api_log = compose("logs", "--no-color", "--tail", "40", "api", check=False).stdout
+    raise AssertionError(f"the API was not ready after {READY_TIMEOUT_S}s: {last}; its log ends:\n{api_log}")
 
 
 def engine_time(text: str) -> datetime:
