@@ -132,6 +132,7 @@ python_wheels() {
     python3 -m pip download -q --only-binary=:all: --no-deps --require-hashes -r "$req" -d "$wheels"
     touch "$wheels/.complete"
   fi
+  find "$CACHE/wheels" -mindepth 1 -maxdepth 1 ! -path "$wheels" -exec rm -rf {} +   # an older lock's
 }
 
 build_fastlane() {
@@ -144,6 +145,9 @@ build_fastlane() {
   python_wheels "$ctx/deploy/requirements.txt"
   stage_more "$ctx" "$wheels=wheels"
   build "$image" "$ctx/deploy/Dockerfile" "$ctx"
+  # The venv stage stays as build cache, the newest only: older ones were for an older lock.
+  docker image ls -q --filter dangling=true --filter label=fastlane.build-stage=venv | tail -n +2 \
+    | xargs -r docker image rm >/dev/null 2>&1 || true
 }
 
 jvm_jars() {
