@@ -3,10 +3,11 @@ the compose `migrate` service, by the Kubernetes migrate Job) rather than by eve
 
 It creates the Kafka topics and every store's Cassandra tables when missing (each statement idempotent, so a
 second run, or two at once, is harmless), aligns the topics' settings and the tables' retention, then records the
-schema's version in `<keyspace>.schema_version`. The version is a digest of what the code declares (every
-store's tables and added columns, the topics' names): a change to any of them is a new version, with no number
-to bump by hand. Each service, at start-up, only waits until the recorded version is its own
-(`await_migrated`), so a service never runs on a schema older than its code.
+schema's version in `<keyspace>.schema_versions` (one row per version applied). The version is a digest of what
+the code declares (every store's tables and added columns, the topics and their settings): a change to any of
+them is a new version, with no number to bump by hand. Each service, at start-up, only waits until its own
+version is among those applied (`await_migrated`), so a service never runs on a schema older than its code; an
+older code's version stays applied, so a rollback (or an old pod restarted during an upgrade) starts at once.
 
 `--check` exits 0 when the backends are at this code's version, 1 otherwise; `--wait` waits until they are (up to
 FASTLANE_STARTUP_TIMEOUT_S; an init container's job).
@@ -37,17 +38,21 @@ from shared.process.settings import Settings
 
 log = logging.getLogger("migrate")
 SCHEMAS = (READ_MODEL, LEDGER, DELIVERIES, WAITING, IDEMPOTENCY)
+# One row per version ever applied: migrations only add (tables, columns, topics), so a schema that reached a
+# newer version still serves the code of an older one (a rollback, an old pod restarted mid-upgrade).
 VERSION_TABLE = (
-    "CREATE TABLE IF NOT EXISTS {ks}.schema_version (name text PRIMARY KEY, version text, applied_at timestamp)"
+    "CREATE TABLE IF NOT EXISTS {ks}.schema_versions"
+    " (name text, version text, applied_at timestamp, PRIMARY KEY (name, version))"
 )
 WAIT_LOG_EVERY_S = 10.0
 
 
 def schema_version() -> str:
     """The digest of everything the migration creates, as this code declares it (prefix and keyspace aside)."""
+    topics = Topics.from_settings(Settings(topic_prefix=""))
     declared = {
         "tables": [[list(s.tables), [list(c) for c in s.added_columns], list(s.retained)] for s in SCHEMAS],
-        "topics": sorted(Topics.from_settings(Settings(topic_prefix="")).all()),
+        "topics": {name: topics.config(name) for name in sorted(topics.all())},
     }
     return hashlib.sha256(json.dumps(declared, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -61,7 +66,7 @@ def prepare_backends(settings: Settings) -> None:
     try:
         session.execute(VERSION_TABLE.format(ks=settings.keyspace), timeout=60)
         session.execute(
-            f"INSERT INTO {settings.keyspace}.schema_version (name, version, applied_at) "
+            f"INSERT INTO {settings.keyspace}.schema_versions (name, version, applied_at) "
             "VALUES ('fastlane', %s, toTimestamp(now()))",
             (schema_version(),),
         )
@@ -80,16 +85,16 @@ def behind(settings: Settings) -> list[str]:
         missing.append(f"topics missing: {', '.join(absent)}")
     cluster, session = connect(settings)
     try:
-        row = session.execute(
-            f"SELECT version FROM {settings.keyspace}.schema_version WHERE name = 'fastlane'", timeout=10
-        ).one()
-        recorded = row.version if row is not None else None
+        rows = session.execute(
+            f"SELECT version FROM {settings.keyspace}.schema_versions WHERE name = 'fastlane'", timeout=10
+        )
+        applied = [row.version for row in rows]
     except InvalidRequest:  # no keyspace or no table yet
-        recorded = None
+        applied = []
     finally:
         cluster.shutdown()
-    if recorded != schema_version():
-        missing.append(f"schema version {recorded or 'none'} recorded, this code's is {schema_version()}")
+    if schema_version() not in applied:
+        missing.append(f"schema version {schema_version()} not applied (applied: {', '.join(applied) or 'none'})")
     return missing
 
 

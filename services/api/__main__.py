@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import tempfile
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -46,6 +47,17 @@ def worker_app() -> FastAPI:
     return create_app(settings)
 
 
+SAMPLES_PREFIX = "fastlane-api-metrics-"
+
+
+def _drop_orphaned_samples() -> None:
+    """Remove the metrics directories of API supervisors that are gone (killed with -9: no `finally` ran)."""
+    for found in Path(tempfile.gettempdir()).glob(f"{SAMPLES_PREFIX}*-*"):
+        pid = found.name[len(SAMPLES_PREFIX) :].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(found, ignore_errors=True)
+
+
 def main() -> None:
     settings = ApiSettings()
     setup_logging(settings)
@@ -59,7 +71,8 @@ def main() -> None:
     if settings.api_processes == 1:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
     else:
-        samples = tempfile.mkdtemp(prefix="fastlane-api-metrics-")
+        _drop_orphaned_samples()
+        samples = tempfile.mkdtemp(prefix=f"{SAMPLES_PREFIX}{os.getpid()}-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = samples  # read by each worker as it starts (a new interpreter)
         try:
             uvicorn.run(

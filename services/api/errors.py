@@ -8,7 +8,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.process.logs import bound, trace_ids
+
 log = logging.getLogger(__name__)
+REQUEST_IDS = "fastlane.ids"  # scope key: the request id and traceparent the guard gave the request
 
 
 class ApiError(Exception):
@@ -78,5 +81,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unexpected error", exc_info=exc, extra={"path": request.url.path})
-        return JSONResponse({"error": "internal error; it was logged"}, status_code=500)
+        # Starlette runs this outside the middlewares (the request's log context and answer headers are gone):
+        # the ids the guard noted in the scope are bound and answered again here, so the line can be found.
+        ids = request.scope.get(REQUEST_IDS, {})
+        with bound(request_id=ids.get("request_id"), **trace_ids(ids.get("traceparent"))):
+            log.error("unexpected error", exc_info=exc, extra={"path": request.url.path})
+        headers = {"X-Request-ID": ids["request_id"], "traceparent": ids["traceparent"]} if ids else None
+        return JSONResponse({"error": "internal error; it was logged"}, status_code=500, headers=headers)

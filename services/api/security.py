@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.api.errors import REQUEST_IDS
 from shared.process.logs import bound, new_traceparent, trace_ids, valid_traceparent
 from shared.process.settings import ApiSettings
 
@@ -80,6 +81,7 @@ class GuardMiddleware:
         if not REQUEST_ID.fullmatch(request_id):
             request_id = uuid.uuid4().hex
         traceparent = valid_traceparent(headers.get("traceparent")) or new_traceparent()
+        scope[REQUEST_IDS] = {"request_id": request_id, "traceparent": traceparent}  # for the 500 handler
         with bound(request_id=request_id, **trace_ids(traceparent)):
             if scope["type"] == "http":
                 refusal = self.refusal(scope)

@@ -29,9 +29,10 @@ from services.runner.stops import ControlConsumer, StopRequests, listen_for_stop
 from services.runner.watch import Watch
 from services.runner.worker import Worker
 from shared.contract.events import Event, ExecutionDue
-from shared.contract.topics import Topics
+from shared.contract.topics import Topics, runner_group
 from shared.infra.failures import GaveUp
 from shared.infra.kafka.consumer import retry_until_done
+from shared.process.metrics import LagStatistics
 from shared.process.settings import RunnerSettings
 
 log = logging.getLogger("runner")
@@ -62,6 +63,7 @@ class Runner:
         self.interval_s = settings.heartbeat_interval_s
         self.topics = Topics.from_settings(settings)
         self.due_topic = self.topics.farm_due[self.farm.name]
+        self.group = runner_group(settings, self.farm.name)
         self.runtime, self.publisher, self.ledger = runtime, publisher, ledger
         self._open_control_consumer = open_control_consumer
         self.slots = Slots(self.capacity)
@@ -133,6 +135,7 @@ class Runner:
             reason = "blacklisted" if self.watch.blacklisted else f"circuit {self.breaker.state}"
             log.warning("taking no new work", extra={"host": self.host, "reason": reason})
             self.intake.leave(stop)
+            LagStatistics.of(self.group).forget()  # it reads none of the farm's partitions now
         if not self.intake.joined:
             stop.wait(0.2)
             return

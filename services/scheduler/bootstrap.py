@@ -36,7 +36,7 @@ def group_consumer(settings: SchedulerSettings) -> Consumer:
     group = group_id(settings, "scheduler")
     return Consumer(
         {
-            **LagStatistics(group).config(),
+            **LagStatistics.of(group).config(),
             "bootstrap.servers": settings.kafka_bootstrap,
             "group.id": group,
             "enable.auto.commit": False,  # offsets are committed inside our transactions

@@ -31,7 +31,7 @@ from shared.contract.topics import Topics
 from shared.infra.kafka.consumer import event_ids, pause_after
 from shared.infra.kafka.producer import dead_letter_record
 from shared.process.logs import TRACEPARENT, bound, trace_ids
-from shared.process.metrics import EXECUTIONS_DUE, TIMER_LAG, TIMERS
+from shared.process.metrics import BACKEND_ERRORS, EXECUTIONS_DUE, TIMER_LAG, TIMERS
 
 log = logging.getLogger("scheduler")
 
@@ -125,6 +125,7 @@ class Scheduler:
                     stop.wait(pause_after(failures))
                 except KafkaException as exc:
                     failures += 1
+                    BACKEND_ERRORS.labels("kafka").inc()
                     error = exc.args[0] if exc.args else None
                     log.error("Kafka failed; waiting, then going back to the last commit", extra={"error": str(exc)})
                     if isinstance(error, KafkaError) and error.fatal():

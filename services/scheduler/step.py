@@ -85,18 +85,19 @@ class Step:
         if not self.store.owns(partition):
             return  # not (or no longer) ours: its owner handles it, from the offsets committed for it
         trace = traceparent_of(msg.headers())
-        try:
-            with bound(**event_ids(event), **trace_ids(trace)):
+        with bound(**event_ids(event), **trace_ids(trace)):
+            try:
                 state = self.state(partition, event.job_id, archived=type(event) in READS_ARCHIVE)
                 decided = handle(state, event, self.now, self.policy)
                 if trace is not None and isinstance(event, JobOrder) and decided.state is not None:
                     decided = Decision(decided.state.model_copy(update={"trace": trace}), decided.publish)
                 decision = writable(decided)
-        except Exception as exc:  # the message itself is the poison: handled the same way every time
-            log.exception("message could not be handled; parked", extra={"type": event.type, "offset": msg.offset()})
-            self.parked.append((msg, reason(exc)))
-            self.out.extend(writable(Decision(None, refuse(event, self.now, reason(exc))), quiet=True).publish)
-            return
+            except Exception as exc:  # the message itself is the poison: handled the same way every time
+                where = {"type": event.type, "offset": msg.offset()}
+                log.exception("message could not be handled; parked", extra=where)
+                self.parked.append((msg, reason(exc)))
+                self.out.extend(writable(Decision(None, refuse(event, self.now, reason(exc))), quiet=True).publish)
+                return
         self.collect(partition, event.job_id, decision)
         if trace is not None:  # what this message decides carries its own trace (a retry's, a stop's)
             self.traces[event.job_id] = trace
@@ -135,7 +136,7 @@ class Step:
         return state
 
     def collect(self, partition: int, job_id: uuid.UUID, decision: Written) -> None:
-        known = decision.state or self.state(partition, job_id, archived=True)
+        known = decision.state or self.state(partition, job_id)  # never the archive: not read for a trace
         if known is not None and known.trace is not None:
             self.traces[job_id] = known.trace
         if decision.state is not self.state(partition, job_id):

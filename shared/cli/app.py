@@ -6,7 +6,7 @@
 
 Where the API is: `--url` or FASTLANE_URL (default http://127.0.0.1:10000); credentials from FASTLANE_USER and
 FASTLANE_PASSWORD (basic) or FASTLANE_TOKEN (bearer). Errors are one line on stderr (the API's own message) and a
-non-zero exit: 1 for an answer the API refused, 2 when it cannot be reached, 3 for a usage error.
+non-zero exit: 1 for an answer the API refused, 2 for a usage error (as click's own), 3 when it cannot be reached.
 """
 
 import json
@@ -80,7 +80,7 @@ def parse_envs(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            fail(f"--env takes NAME=VALUE, got {pair!r}", 3)
+            fail(f"--env takes NAME=VALUE, got {pair!r}", 2)
         envs[name] = value
     return envs
 
@@ -137,7 +137,7 @@ def run(
 ) -> None:
     """Enqueue a job: run COMMAND in IMAGE now, later (--in/--at) or on a cron."""
     if wait and cron:
-        fail("--wait follows one run; a cron job runs forever (follow it with `fastlane logs TASK JOB -f`)", 3)
+        fail("--wait follows one run; a cron job runs forever (follow it with `fastlane logs TASK JOB -f`)", 2)
     spec: dict[str, Any] = {
         "envs": parse_envs(env or []) or None,
         "cron": cron,
@@ -153,7 +153,10 @@ def run(
             show(job, iter([f"job {job.jobId} in task {job.taskId}", f"  {job.jobUrl}"]))
             return
         err.print(f"job {job.jobId} in task {job.taskId}", style="dim")
-        code = follow_output(fastlane, job.taskId, job.jobId, job.executionId, "logs")
+        # With retries, the job is followed (each attempt's output in turn) until it has nothing more to run: the
+        # code is the last attempt's. Without, the one execution (or the first, for a delayed job).
+        execution = job.executionId if not retries else None
+        code = follow_output(fastlane, job.taskId, job.jobId, execution, "logs")
     raise typer.Exit(code)
 
 
@@ -186,7 +189,7 @@ def logs(
 ) -> None:
     """The output of an execution (the job's last by default); -f follows it live."""
     if stream not in ("stdout", "stderr", "logs"):
-        fail("--stream is stdout, stderr or logs", 3)
+        fail("--stream is stdout, stderr or logs", 2)
     kind: LogKind = stream  # type: ignore[assignment]
     with client() as fastlane:
         if follow:
@@ -292,7 +295,7 @@ def prune(ctx: typer.Context) -> None:
 def serve(service: Annotated[str, typer.Argument(help="api, scheduler, runner, recorder or notifier")]) -> None:
     """Run one service in the foreground (its FASTLANE_* settings from the environment)."""
     if service not in SERVICES:
-        fail(f"no service {service!r}: one of {', '.join(SERVICES)}", 3)
+        fail(f"no service {service!r}: one of {', '.join(SERVICES)}", 2)
     _exec_module(f"services.{service}", [])
 
 
@@ -304,7 +307,7 @@ def main() -> None:
         hint = ": set FASTLANE_USER and FASTLANE_PASSWORD, or FASTLANE_TOKEN" if exc.status == 401 else ""
         sys.exit(say(f"{exc.message} (HTTP {exc.status}){hint}", 1))
     except httpx.TransportError as exc:
-        sys.exit(say(f"cannot reach fastlane at {options.url}: {exc}", 2))
+        sys.exit(say(f"cannot reach fastlane at {options.url}: {exc}", 3))
 
 
 def say(message: str, code: int) -> int:

@@ -58,8 +58,11 @@ def valid_traceparent(value: str | bytes | None) -> str | None:
         return None
     from opentelemetry import trace
 
-    span = trace.get_current_span(_PROPAGATOR.extract({TRACEPARENT: value}))
-    return value.strip() if span.get_span_context().is_valid else None
+    found = trace.get_current_span(_PROPAGATOR.extract({TRACEPARENT: value})).get_span_context()
+    if not found.is_valid:
+        return None
+    # Rebuilt, not echoed: a later version's extra fields (or anything appended) never travel on.
+    return f"00-{found.trace_id:032x}-{found.span_id:016x}-{int(found.trace_flags):02x}"
 
 
 def new_traceparent() -> str:

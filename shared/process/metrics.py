@@ -104,6 +104,8 @@ BACKEND_ERRORS = Counter(
 )
 
 STATISTICS_INTERVAL_MS = 5000
+_LAG_BY_GROUP: dict[str, "LagStatistics"] = {}
+_LAG_LOCK = threading.Lock()
 
 
 def backend_of(exc: BaseException) -> str:
@@ -131,6 +133,19 @@ class LagStatistics:
 
     def config(self) -> dict[str, Any]:
         return {"statistics.interval.ms": STATISTICS_INTERVAL_MS, "stats_cb": self}
+
+    @classmethod
+    def of(cls, group: str) -> "LagStatistics":
+        """The group's one instance in this process: a consumer closed and opened again (a runner leaving and
+        rejoining its farm) takes over the partitions its predecessor showed, and drops those it lost."""
+        with _LAG_LOCK:
+            return _LAG_BY_GROUP.setdefault(group, cls(group))
+
+    def forget(self) -> None:
+        """Drop every partition shown (the consumer was closed: it reads none now)."""
+        for topic, partition in self._shown:
+            CONSUMER_LAG.remove(self.group, topic, partition)
+        self._shown = set()
 
     def __call__(self, raw: str) -> None:
         try:
@@ -204,12 +219,27 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # scrapes and probes every few seconds would drown the service's own log
 
 
+def _cached(check: Check, ttl_s: float) -> Check:
+    """`check`, asked at most once per `ttl_s` (probes arriving meanwhile get its last answer): a flood of
+    /readyz requests costs the backends one question a second."""
+    lock = threading.Lock()
+    last: list[tuple[float, list[str]]] = []
+
+    def cached() -> list[str]:
+        with lock:
+            if not last or time.monotonic() - last[0][0] >= ttl_s:
+                last[:] = [(time.monotonic(), check())]
+            return list(last[0][1])
+
+    return cached
+
+
 class ProbeServer:
     """`/metrics`, `/healthz`, `/readyz` of a service on a thread of its own; `ready` returns what does not
     answer (an empty list when ready). Port 0 means no server (the setting's default outside `make run`)."""
 
-    def __init__(self, host: str, port: int, ready: Check) -> None:
-        handler = type("Handler", (_Handler,), {"ready": staticmethod(ready)})
+    def __init__(self, host: str, port: int, ready: Check, ready_ttl_s: float = 1.0) -> None:
+        handler = type("Handler", (_Handler,), {"ready": staticmethod(_cached(ready, ready_ttl_s))})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])

@@ -2,6 +2,7 @@
 and keyspace are behind until `python -m services.migrate` runs; services only wait for it; a recorded version
 other than the code's is behind too; two migrations at once are harmless."""
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from services import migrate as migrate_module
 from services.migrate import await_migrated, behind, main, prepare_backends, schema_version
 from shared.infra.cassandra import connect
 from tests.conftest import AllSettings, drop_stack_data
@@ -24,15 +26,20 @@ def fresh(backends: AllSettings) -> Iterator[AllSettings]:
     drop_stack_data(settings)
 
 
-def test_the_version_is_a_digest_of_what_the_code_declares() -> None:
-    assert schema_version() == schema_version() and len(schema_version()) == 16
+def test_the_version_is_a_digest_of_what_the_code_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = schema_version()
+    assert len(now) == 16 and now == schema_version()
+    first = migrate_module.SCHEMAS[0]
+    changed = dataclasses.replace(first, added_columns=(*first.added_columns, ("jobs", "extra", "text")))
+    monkeypatch.setattr(migrate_module, "SCHEMAS", (changed, *migrate_module.SCHEMAS[1:]))
+    assert schema_version() != now  # a new column is a new version, with nothing to bump by hand
 
 
 def test_fresh_backends_are_behind_until_migrated_once(fresh: AllSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {"FASTLANE_TOPIC_PREFIX": fresh.topic_prefix, "FASTLANE_KEYSPACE": fresh.keyspace}.items():
         monkeypatch.setenv(name, value)
     missing = behind(fresh)
-    assert len(missing) == 2 and missing[0].startswith("topics missing:") and "version none recorded" in missing[1]
+    assert len(missing) == 2 and missing[0].startswith("topics missing:") and "(applied: none)" in missing[1]
     assert main(["--check"]) == 1
     assert main([]) == 0
     assert behind(fresh) == []
@@ -55,14 +62,19 @@ def test_a_service_waits_for_the_migration_and_gives_up_without_it(fresh: AllSet
     assert behind(fresh) == []
 
 
-def test_another_recorded_version_is_behind_until_migrated_again(fresh: AllSettings) -> None:
+def test_only_an_older_version_applied_is_behind_and_an_older_one_stays_applied(fresh: AllSettings) -> None:
     prepare_backends(fresh)
     cluster, session = connect(fresh)
+    table = f"{fresh.keyspace}.schema_versions"
     try:
-        session.execute(f"UPDATE {fresh.keyspace}.schema_version SET version = 'older' WHERE name = 'fastlane'")
-        assert behind(fresh) == [f"schema version older recorded, this code's is {schema_version()}"]
+        session.execute(f"DELETE FROM {table} WHERE name = 'fastlane' AND version = %s", (schema_version(),))
+        session.execute(f"INSERT INTO {table} (name, version) VALUES ('fastlane', 'older')")
+        assert behind(fresh) == [f"schema version {schema_version()} not applied (applied: older)"]
         prepare_backends(fresh)
-        assert behind(fresh) == []
+        assert behind(fresh) == []  # and the older code's version is still there: a rollback starts too
+        assert sorted(r.version for r in session.execute(f"SELECT version FROM {table}")) == sorted(
+            ["older", schema_version()]
+        )
     finally:
         cluster.shutdown()
 

@@ -27,6 +27,7 @@ from shared.contract.events import (
 )
 from shared.contract.topics import Topics
 from shared.domain.farms import Farm
+from shared.process.logs import ContextFilter
 from shared.process.settings import ApiSettings
 from tests.fakes.api import FakeCluster, FakeKeys, FakeProjection, FakePublisher
 
@@ -240,3 +241,34 @@ def test_post_and_put_replay_a_key_sent_again(client: TestClient, publisher: Fak
     assert again.json() == first.json()
     assert client.post("/tasks/billing-1", json=job, headers={"Idempotency-Key": "bad key"}).status_code == 400
     assert len(publisher.published) == 1
+
+
+def test_an_unexpected_error_is_logged_and_answered_with_the_request_s_ids(
+    publisher: FakePublisher, projection: FakeProjection, keys: FakeKeys, caplog: pytest.LogCaptureFixture
+) -> None:
+    def make(settings: ApiSettings) -> Backends:
+        topics = Topics.from_settings(settings)
+        return Backends(
+            settings=settings,
+            topics=topics,
+            orders=publisher,
+            queries=cast(Any, None),  # a read fails unexpectedly: AttributeError in the route
+            writes=Acceptor(publisher, projection, keys, topics),
+            cluster=cast(Any, FakeCluster()),
+            session=cast(Any, None),
+        )
+
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    caplog.handler.addFilter(ContextFilter())  # as the services' own handler has (shared/process/logs.py)
+    app = create_app(ONLY_BILLING, make_backends=make)
+    with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as c:
+        answer = c.get(
+            f"/tasks/billing-1/jobs/{uuid.uuid4()}", headers={"X-Request-ID": "req-500", "traceparent": traceparent}
+        )
+    assert answer.status_code == 500 and answer.json() == {"error": "internal error; it was logged"}
+    assert (answer.headers["x-request-id"], answer.headers["traceparent"]) == ("req-500", traceparent)
+    (record,) = [r for r in caplog.records if r.getMessage() == "unexpected error"]
+    assert (getattr(record, "request_id", None), getattr(record, "trace_id", None)) == (
+        "req-500",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+    )

@@ -60,6 +60,9 @@ def test_only_a_well_formed_traceparent_is_trusted() -> None:
     assert valid_traceparent(GOOD) == GOOD and valid_traceparent(GOOD.encode()) == GOOD
     for bad in (None, "", "garbage", "00-" + "0" * 32 + "-00f067aa0ba902b7-01", GOOD + "x" * 200, b"\xff\x00"):
         assert valid_traceparent(bad) is None
+    # A later version's form is read for its ids and passed on in the version this code speaks, nothing appended.
+    later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-whatever-comes-next"
+    assert valid_traceparent(later) == GOOD
     fresh = new_traceparent()
     assert valid_traceparent(fresh) == fresh and fresh != new_traceparent()
 

@@ -80,3 +80,30 @@ def test_the_probe_server_answers_metrics_liveness_and_readiness(server: ProbeSe
 def test_a_port_taken_fails_at_start_not_later(server: ProbeServer) -> None:
     with pytest.raises(OSError):
         ProbeServer("127.0.0.1", server.port, lambda: [])
+
+
+def test_a_group_s_lag_survives_its_consumer_being_reopened_and_is_dropped_when_it_leaves() -> None:
+    first = LagStatistics.of("g-reopen")
+    first(stats({"0": 3}))
+    again = LagStatistics.of("g-reopen")  # the consumer closed and opened again: same instance
+    assert again is first
+    again(stats({"1": 4}))  # partition 0 went elsewhere meanwhile: dropped, not left stale
+    assert (lag("g-reopen", "jobs", "0"), lag("g-reopen", "jobs", "1")) == (None, 4)
+    again.forget()  # the runner left its farm's group
+    assert lag("g-reopen", "jobs", "1") is None
+
+
+def test_readiness_asks_the_backends_at_most_once_a_second() -> None:
+    asked: list[int] = []
+
+    def check() -> list[str]:
+        asked.append(1)
+        return []
+
+    probes = ProbeServer("127.0.0.1", 0, check).start()
+    try:
+        for _ in range(20):
+            assert httpx.get(f"http://127.0.0.1:{probes.port}/readyz").status_code == 200
+    finally:
+        probes.close()
+    assert 1 <= len(asked) <= 3  # 20 probes within a second or two

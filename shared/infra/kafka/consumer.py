@@ -29,6 +29,7 @@ def is_record(msg: Message | None) -> bool:
     error = msg.error()
     if error is not None:
         if error.code() != KafkaError._PARTITION_EOF:
+            BACKEND_ERRORS.labels("kafka").inc()
             log.warning("consumer error", extra={"error": str(error)})
         return False
     return True
@@ -67,7 +68,7 @@ def consumer_config(settings: Settings, group: str) -> dict[str, object]:
     """At-least-once: offsets are stored by us after the handler succeeded, then auto-committed. The consumer's
     lag goes to the `fastlane_consumer_lag_messages` metric."""
     return {
-        **LagStatistics(group).config(),
+        **LagStatistics.of(group).config(),
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": group,
         "enable.auto.commit": True,
