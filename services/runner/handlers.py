@@ -29,7 +29,7 @@ from shared.contract.events import (
     JobMessage,
     utcnow,
 )
-from shared.process.metrics import EXECUTION_DURATION, QUEUE_WAIT
+from shared.process.metrics import EXECUTION_DURATION, QUEUE_WAIT, observe_between
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def run_execution(
         return True
     container_id = started.container_id
     started_at: datetime = started.started_at or utcnow()
-    QUEUE_WAIT.observe(max(0.0, (started_at - due.occurred_at).total_seconds()))
+    observe_between(QUEUE_WAIT, started_at, due.occurred_at)
     publish(ExecutionStarted(**ids, host=host, container_id=container_id, occurred_at=started_at))
     log.info("container started", extra={"container_id": container_id})
     timeout = min(limits.hard_timeout_s if due.timeout_s is None else due.timeout_s, limits.hard_timeout_s)
@@ -196,7 +196,7 @@ def run_execution(
     if on_exit is not None:
         on_exit()  # the container has ended (or its engine is gone): no longer running
     if lost is None:
-        EXECUTION_DURATION.observe(max(0.0, (utcnow() - started_at).total_seconds()))
+        observe_between(EXECUTION_DURATION, utcnow(), started_at)
     output_bytes = None
     if follower is not None:
         if lost is None:

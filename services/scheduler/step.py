@@ -56,6 +56,16 @@ def writable(decision: Decision, quiet: bool = False) -> Written:
     return Written(decision.state, value, publish)
 
 
+def timer_lag(state: JobState, now: datetime) -> float | None:
+    """Seconds the job's timer fires late (for the metric); None when that cannot be told. Never raises: a job's
+    odd times (a naive datetime sent past the API) are its own poison, found and handled where it fires."""
+    try:
+        fire_at = state.next_fire()
+        return None if fire_at is None else max(0.0, (now - fire_at).total_seconds())
+    except Exception:
+        return None
+
+
 @dataclass
 class Step:
     """What one transaction writes, gathered from the decisions of one turn of the loop."""
@@ -109,9 +119,9 @@ class Step:
             if state is None:
                 continue
             now = utcnow()
-            fire_at = state.next_fire()
-            if fire_at is not None:
-                self.timer_lags.append(max(0.0, (now - fire_at).total_seconds()))
+            lag = timer_lag(state, now)
+            if lag is not None:
+                self.timer_lags.append(lag)
             try:
                 decision = writable(fire_due_timers(state, now, self.policy))
             except Exception as exc:  # the job's own definition is the poison: its schedule ends, with why

@@ -108,6 +108,15 @@ _LAG_BY_GROUP: dict[str, "LagStatistics"] = {}
 _LAG_LOCK = threading.Lock()
 
 
+def observe_between(histogram: Any, later: Any, earlier: Any) -> None:
+    """Observe `later - earlier` in seconds (at least 0). Never raises: times can come from messages sent past
+    the API (a naive datetime, say), and a metric must never be what fails a message's handling."""
+    try:
+        histogram.observe(max(0.0, (later - earlier).total_seconds()))
+    except Exception:
+        log.warning("a time could not be measured", extra={"metric": getattr(histogram, "_name", "?")})
+
+
 def backend_of(exc: BaseException) -> str:
     """Which backing service `exc` came from, by the module of its type (for BACKEND_ERRORS)."""
     if isinstance(exc, KafkaException):  # its module is librdkafka's binding, `cimpl`

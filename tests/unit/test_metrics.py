@@ -107,3 +107,15 @@ def test_readiness_asks_the_backends_at_most_once_a_second() -> None:
     finally:
         probes.close()
     assert 1 <= len(asked) <= 3  # 20 probes within a second or two
+
+
+def test_a_time_that_cannot_be_measured_is_skipped_never_raised() -> None:
+    from datetime import UTC, datetime
+
+    from shared.process.metrics import QUEUE_WAIT, observe_between
+
+    count = REGISTRY.get_sample_value("fastlane_execution_queue_wait_seconds_count") or 0
+    observe_between(QUEUE_WAIT, datetime.now(UTC), datetime.now())  # aware minus naive: TypeError inside
+    assert (REGISTRY.get_sample_value("fastlane_execution_queue_wait_seconds_count") or 0) == count
+    observe_between(QUEUE_WAIT, datetime.now(UTC), datetime.now(UTC))
+    assert REGISTRY.get_sample_value("fastlane_execution_queue_wait_seconds_count") == count + 1

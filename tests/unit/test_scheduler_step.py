@@ -130,6 +130,26 @@ def test_a_timer_due_fires_once_and_a_job_whose_timer_raises_has_its_schedule_en
     assert failed.error is not None and "bad schedule" in failed.error
 
 
+def test_a_naive_fire_time_sent_past_the_api_ends_its_own_job_and_holds_up_no_other() -> None:
+    """A naive datetime cannot be compared with the clock: only its job is hurt, never the step (the timer-lag
+    metric once raised here, before the job's own poison handling, and failed every step after)."""
+    source = FakeSource()
+    now = datetime.now(UTC)
+    naive = JobState(
+        task_id="t",
+        job_id=uuid.uuid4(),
+        definition=DEFINITION,
+        timers=(Timer(fire_at=(now - timedelta(seconds=2)).replace(tzinfo=None), kind="start"),),
+    )
+    fine = JobState(task_id="t", job_id=uuid.uuid4(), definition=DEFINITION, timers=(Timer(fire_at=now, kind="start"),))
+    source.put(STATE, 0, naive)
+    source.put(STATE, 0, fine)
+    result = decide([], owning(0, source=source), POLICY)
+    by_job = {m.job_id: m for m, _ in result.out}
+    assert isinstance(by_job[fine.job_id], ExecutionDue)
+    assert len(result.timer_lags) >= 1 and all(lag >= 0 for lag in result.timer_lags)
+
+
 def test_idle_jobs_left_on_the_state_topic_are_rewritten_to_go_to_the_archive() -> None:
     source = FakeSource()
     idle = JobState(task_id="t", job_id=uuid.uuid4(), definition=DEFINITION)
