@@ -155,10 +155,20 @@ def _follow_call(task_id: str, job_id: str, execution_id: str | None, kind: LogK
     return Call("GET", call.path, None, {"follow": "true"})
 
 
-def _sse_message(lines: list[str]) -> dict[str, Any] | None:
-    """The JSON data of one Server-Sent Event (its `data:` lines), None for a comment (keep-alive)."""
-    data = "\n".join(line[5:].lstrip(" ") for line in lines if line.startswith("data:"))
-    return json.loads(data) if data else None
+class _Events:
+    """Server-Sent Events read line by line: `feed` returns an event's JSON data once its blank line comes (None
+    before that, and for a comment: a keep-alive)."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> dict[str, Any] | None:
+        if line:
+            if line.startswith("data:"):
+                self._data.append(line[5:].lstrip(" "))
+            return None
+        data, self._data = "\n".join(self._data), []
+        return json.loads(data) if data else None
 
 
 class _Base:
@@ -255,13 +265,9 @@ class Client(_Base):
             if not r.is_success:
                 r.read()
                 _answer(call, r)
-            event: list[str] = []
+            events = _Events()
             for line in r.iter_lines():
-                if line:
-                    event.append(line)
-                    continue
-                message = _sse_message(event)
-                event = []
+                message = events.feed(line)
                 if message is not None:
                     yield message
 
@@ -358,13 +364,9 @@ class AsyncClient(_Base):
             if not r.is_success:
                 await r.aread()
                 _answer(call, r)
-            event: list[str] = []
+            events = _Events()
             async for line in r.aiter_lines():
-                if line:
-                    event.append(line)
-                    continue
-                message = _sse_message(event)
-                event = []
+                message = events.feed(line)
                 if message is not None:
                     yield message
 

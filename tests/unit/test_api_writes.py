@@ -3,7 +3,7 @@ case (publish, then project; an Idempotency-Key's replay) over fakes of its port
 HTTP with fake backends (TestClient), so that POST and PUT are seen taking the same checks."""
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -184,20 +184,29 @@ def test_a_key_that_cannot_be_claimed_publishes_nothing(
 # --- over HTTP, with fake backends ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def client(publisher: FakePublisher, projection: FakeProjection, keys: FakeKeys) -> Iterator[TestClient]:
+def fake_backends(
+    publisher: FakePublisher, projection: FakeProjection, keys: FakeKeys
+) -> Callable[[ApiSettings], Backends]:
+    """The API's backends with fake writes and no queries (a read raises AttributeError)."""
+
     def make(settings: ApiSettings) -> Backends:
         topics = Topics.from_settings(settings)
         return Backends(
             settings=settings,
             topics=topics,
             orders=publisher,
-            queries=cast(Any, None),  # the writes below read nothing
+            queries=cast(Any, None),
             writes=Acceptor(publisher, projection, keys, topics),
             cluster=cast(Any, FakeCluster()),
             session=cast(Any, None),
         )
 
+    return make
+
+
+@pytest.fixture
+def client(publisher: FakePublisher, projection: FakeProjection, keys: FakeKeys) -> Iterator[TestClient]:
+    make = fake_backends(publisher, projection, keys)  # the writes below read nothing
     with TestClient(create_app(ONLY_BILLING, make_backends=make), base_url="http://testserver") as c:
         yield c
 
@@ -246,18 +255,7 @@ def test_post_and_put_replay_a_key_sent_again(client: TestClient, publisher: Fak
 def test_an_unexpected_error_is_logged_and_answered_with_the_request_s_ids(
     publisher: FakePublisher, projection: FakeProjection, keys: FakeKeys, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def make(settings: ApiSettings) -> Backends:
-        topics = Topics.from_settings(settings)
-        return Backends(
-            settings=settings,
-            topics=topics,
-            orders=publisher,
-            queries=cast(Any, None),  # a read fails unexpectedly: AttributeError in the route
-            writes=Acceptor(publisher, projection, keys, topics),
-            cluster=cast(Any, FakeCluster()),
-            session=cast(Any, None),
-        )
-
+    make = fake_backends(publisher, projection, keys)  # no queries: a read fails unexpectedly in the route
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     caplog.handler.addFilter(ContextFilter())  # as the services' own handler has (shared/process/logs.py)
     app = create_app(ONLY_BILLING, make_backends=make)
