@@ -4,7 +4,8 @@ export UV_PYTHON_DOWNLOADS := never
 UV := python3 -m uv
 PY := .venv/bin/python
 
-.PHONY: run status test test-unit test-faults lint clean stop provision deps bench prune
+.PHONY: run status test test-unit test-faults lint clean stop provision deps bench prune run-cluster status-cluster \
+	test-cluster stop-cluster
 
 # Where `make run`'s supervisord keeps its pidfile and control socket, and its own log; whether it starts
 # Kafka and Cassandra too (false: only the services, against backends already running). See deploy/supervisord.conf.
@@ -43,6 +44,29 @@ provision: deps
 run: provision
 	@mkdir -p "$(FASTLANE_SUPERVISOR_RUN_DIR)" "$(FASTLANE_SUPERVISOR_LOG_DIR)"
 	exec .venv/bin/supervisord -c $(SUPERVISORD_CONF)
+
+# The whole stack on a local cluster, in the foreground (deploy/cluster/supervisord.conf): a 3-broker KRaft Kafka
+# and a 3-node Cassandra, each node on its own loopback address (deploy/scripts/cluster.sh), 2 API processes,
+# 2 schedulers, recorders and notifiers, 3 runners over 2 Docker engines. API on 127.0.0.1:10000 (stop `make run`
+# first). docs/scaling.md.
+run-cluster: provision
+	@mkdir -p "$(FASTLANE_SUPERVISOR_RUN_DIR)" "$(FASTLANE_SUPERVISOR_LOG_DIR)"
+	@deploy/scripts/cluster.sh engine start
+	exec .venv/bin/supervisord -c deploy/cluster/supervisord.conf
+
+status-cluster:
+	@.venv/bin/supervisorctl -c deploy/cluster/supervisord.conf status
+
+# Kills one broker and one Cassandra node (kill -9) while jobs stream in, brings them back, and kills a scheduler
+# and a recorder replica; the fault suite's checker counts lost, duplicated and wrong executions (tests/cluster,
+# its own cluster on the addresses of deploy/scripts/cluster.sh; stop `make run-cluster` first). Not in `make test`.
+test-cluster: provision
+	.venv/bin/pytest tests/cluster -m cluster
+
+# Stops the cluster nodes `deploy/scripts/cluster.sh start` started in the background, and its second engine.
+stop-cluster:
+	@deploy/scripts/cluster.sh stop
+	@deploy/scripts/cluster.sh engine stop
 
 # What `make run` is running: state, pid and uptime of every program.
 status:

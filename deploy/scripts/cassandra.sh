@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Single-node Cassandra 5.0 from Maven Central jars.
+# Cassandra 5.0 from Maven Central jars: the single node of `make run`/`make test`, or one node of a cluster
+# (deploy/cluster: FASTLANE_CASSANDRA_CONFIG names its template, FASTLANE_CASSANDRA_SEEDS and
+# FASTLANE_CASSANDRA_INITIAL_TOKEN fill it, FASTLANE_LOCAL_DIR keeps each node's data apart).
 #   cassandra.sh jars        copy the jars (cached; no-op when present)
 #   cassandra.sh foreground  exec the node (for the supervisor in `make run`)
 #   cassandra.sh start       start in the background unless 9042 already answers, wait until CQL answers
@@ -11,6 +13,9 @@ CONF="$RUNDIR/cassandra.yaml"
 PIDFILE="$RUNDIR/cassandra.pid"
 HEAP="${FASTLANE_CASSANDRA_HEAP:-1g}"
 JMX_PORT="${FASTLANE_CASSANDRA_JMX_PORT:-7199}"  # local JMX (loopback); a second node needs another
+TEMPLATE="${FASTLANE_CASSANDRA_CONFIG:-$ROOT/deploy/cassandra/cassandra.yaml.in}"
+SEEDS="${FASTLANE_CASSANDRA_SEEDS:-$BIND:7000}"
+TOKEN="${FASTLANE_CASSANDRA_INITIAL_TOKEN:-0}"  # one token per node (num_tokens 1): a cluster spaces them evenly
 
 jars() {
   [ -f "$CJARS/.complete" ] && return 0
@@ -24,7 +29,7 @@ jars() {
 prepare() {
   jars
   mkdir -p "$STORAGE" "$LOGS/cassandra"
-  sed -e "s#@STORAGE@#$STORAGE#" -e "s#@BIND@#$BIND#g" "$ROOT/deploy/cassandra/cassandra.yaml.in" > "$CONF"
+  sed -e "s#@STORAGE@#$STORAGE#" -e "s#@BIND@#$BIND#g" -e "s#@SEEDS@#$SEEDS#g" "$TEMPLATE" > "$CONF"
   JAVA_ARGS=(@"$ROOT/deploy/cassandra/jvm17.options" -Xms"$HEAP" -Xmx"$HEAP" -Xmn256m
     -javaagent:"$(ls "$CJARS"/jamm-*.jar | head -n 1)"
     -Dcassandra.config="file://$CONF"
@@ -33,7 +38,7 @@ prepare() {
     -Dcassandra-foreground=yes -Dcassandra.jmx.local.port="$JMX_PORT"
     -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=100
     -Dcassandra.shutdown_announce_in_ms=0 -Dcassandra.load_ring_state=false
-    -Dcassandra.initial_token=0
+    -Dcassandra.initial_token="$TOKEN"
     -cp "$CJARS/*" org.apache.cassandra.service.CassandraDaemon)
 }
 

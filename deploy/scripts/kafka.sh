@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Single-node Kafka 4.x (KRaft) from Maven Central jars.
+# Kafka 4.x (KRaft) from Maven Central jars: the single-node broker of `make run`/`make test`, or one node of a
+# cluster (deploy/cluster: FASTLANE_KAFKA_CONFIG names its template, FASTLANE_KAFKA_NODE_ID and
+# FASTLANE_KAFKA_VOTERS fill it, FASTLANE_LOCAL_DIR keeps each node's data apart).
 #   kafka.sh jars        copy the jars (cached; no-op when present)
 #   kafka.sh foreground  prepare and exec the broker (for the supervisor in `make run`)
 #   kafka.sh start       prepare, start in the background unless 9092 already answers, wait until ready
@@ -9,7 +11,10 @@ KJARS="$JARS/kafka"
 KDATA="$DATA/kafka"
 CONF="$RUNDIR/kafka-server.properties"
 PIDFILE="$RUNDIR/kafka.pid"
-CLUSTER_ID="ZmFzdGxhbmUtbG9jYWwtMQ"   # fixed: reproducible local runs
+CLUSTER_ID="${FASTLANE_KAFKA_CLUSTER_ID:-ZmFzdGxhbmUtbG9jYWwtMQ}"   # fixed: reproducible local runs
+TEMPLATE="${FASTLANE_KAFKA_CONFIG:-$ROOT/deploy/kafka/server.properties.in}"
+NODE_ID="${FASTLANE_KAFKA_NODE_ID:-1}"
+VOTERS="${FASTLANE_KAFKA_VOTERS:-$NODE_ID@$BIND:9093}"
 HEAP="${FASTLANE_KAFKA_HEAP:-512m}"
 
 jars() {
@@ -27,7 +32,8 @@ JAVA_ARGS=(-Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.a
 prepare() {
   jars
   mkdir -p "$KDATA"
-  sed -e "s#@DATA@#$KDATA#" -e "s#@BIND@#$BIND#g" "$ROOT/deploy/kafka/server.properties.in" > "$CONF"
+  sed -e "s#@DATA@#$KDATA#" -e "s#@BIND@#$BIND#g" -e "s#@NODE_ID@#$NODE_ID#g" -e "s#@VOTERS@#$VOTERS#g" \
+    "$TEMPLATE" > "$CONF"
   if [ ! -f "$KDATA/meta.properties" ]; then
     log "formatting Kafka storage in $KDATA"
     java "${JAVA_ARGS[@]}" kafka.tools.StorageTool format -t "$CLUSTER_ID" -c "$CONF" --ignore-formatted >/dev/null

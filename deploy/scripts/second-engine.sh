@@ -5,13 +5,19 @@
 # with TLS and client certificates required, as a remote engine is reached; the certificates (a throwaway CA,
 # the engine's, a client's) are made with openssl in $RUNDIR/docker2-tls.
 #   second-engine.sh start|stop   (prints nothing on success; the socket is $RUNDIR/docker2.sock)
+# FASTLANE_ENGINE_NAME (docker2), _BRIDGE (fl2br0), _SUBNET (172.30.99.1/24) and _TLS_PORT (23760) make another
+# one beside it: the local cluster's (deploy/scripts/cluster.sh) is docker3, so that the fault suite and the farm
+# tests, which stop docker2 when they end, never take it away.
 source "$(dirname "$0")/common.sh"
-SOCK="$RUNDIR/docker2.sock"
-PIDFILE="$RUNDIR/docker2.pid"
-EXECROOT="$RUNDIR/docker2-exec"  # per checkout: two clones' engines must not share containerd's state
+ENGINE="${FASTLANE_ENGINE_NAME:-docker2}"
+BRIDGE="${FASTLANE_ENGINE_BRIDGE:-fl2br0}"
+SUBNET="${FASTLANE_ENGINE_SUBNET:-172.30.99.1/24}"
+SOCK="$RUNDIR/$ENGINE.sock"
+PIDFILE="$RUNDIR/$ENGINE.pid"
+EXECROOT="$RUNDIR/$ENGINE-exec"  # per checkout: two clones' engines must not share containerd's state
 D2=(docker -H "unix://$SOCK")
-TLS="$RUNDIR/docker2-tls"
-TLS_PORT=23760
+TLS="$RUNDIR/$ENGINE-tls"
+TLS_PORT="${FASTLANE_ENGINE_TLS_PORT:-23760}"
 up() { "${D2[@]}" info >/dev/null 2>&1; }
 
 # certificates CN [EXTENSIONS]: a key and a certificate signed by the throwaway CA
@@ -37,19 +43,19 @@ case "${1:-start}" in
   start)
     if ! up; then
       [ "$(id -u)" = 0 ] || die "a second dockerd needs root"
-      mkdir -p "$DATA/docker2" "$EXECROOT"
+      mkdir -p "$DATA/$ENGINE" "$EXECROOT"
       rm -f "$SOCK" "$PIDFILE"
-      if ! ip link show fl2br0 >/dev/null 2>&1; then
-        ip link add fl2br0 type bridge
-        ip addr add 172.30.99.1/24 dev fl2br0
-        ip link set fl2br0 up
+      if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+        ip link add "$BRIDGE" type bridge
+        ip addr add "$SUBNET" dev "$BRIDGE"
+        ip link set "$BRIDGE" up
       fi
       certificates
       setsid nohup dockerd -H "unix://$SOCK" -H "tcp://127.0.0.1:$TLS_PORT" \
         --tlsverify --tlscacert "$TLS/ca.pem" --tlscert "$TLS/server.pem" --tlskey "$TLS/server-key.pem" \
-        --data-root "$DATA/docker2" --exec-root "$EXECROOT" \
-        --pidfile "$PIDFILE" --bridge fl2br0 --iptables=false --ip6tables=false \
-        >"$LOGS/dockerd2.log" 2>&1 </dev/null &
+        --data-root "$DATA/$ENGINE" --exec-root "$EXECROOT" \
+        --pidfile "$PIDFILE" --bridge "$BRIDGE" --iptables=false --ip6tables=false \
+        >"$LOGS/dockerd-$ENGINE.log" 2>&1 </dev/null &
       wait_for "second dockerd" 60 up
     fi
     image="${2:-fastlane-test:latest}"

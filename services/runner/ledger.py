@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from services.runner.ports import DONE, HANDED_BACK, LOST
 from shared.contract.events import ExecutionDue
-from shared.infra.cassandra import Schema
+from shared.infra.cassandra import Schema, serial
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,15 @@ class CassandraLedger:
         self._claim = session.prepare(
             f"INSERT INTO {ks}.execution_claims (execution_id, host) VALUES (?, ?) IF NOT EXISTS"
         )
-        self._owner = session.prepare(f"SELECT host FROM {ks}.execution_claims WHERE execution_id = ?")
+        # Claims are decided by lightweight transactions: reading one back must see their outcome (serial read).
+        self._owner = serial(session, session.prepare(f"SELECT host FROM {ks}.execution_claims WHERE execution_id = ?"))
         self._move = session.prepare(f"UPDATE {ks}.execution_claims SET host = ? WHERE execution_id = ? IF host = ?")
         self._finish = session.prepare(
             f"UPDATE {ks}.execution_claims SET host = ?, report = ? WHERE execution_id = ? IF host IN (?, ?)"
         )
-        self._report = session.prepare(f"SELECT host, report FROM {ks}.execution_claims WHERE execution_id = ?")
+        self._report = serial(
+            session, session.prepare(f"SELECT host, report FROM {ks}.execution_claims WHERE execution_id = ?")
+        )
         self._beat = session.prepare(f"UPDATE {ks}.host_beats SET beat = now() WHERE host = ?")
         self._beats = session.prepare(f"SELECT host, beat FROM {ks}.host_beats WHERE host IN ?")
         self._hold = session.prepare(f"INSERT INTO {ks}.host_executions (host, execution_id, due) VALUES (?, ?, ?)")

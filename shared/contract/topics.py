@@ -70,6 +70,8 @@ class Topics:
         uncompacted for 7 days at every rebalance); heartbeats are kept six hours; live output
         `output_retention_hours` (the recorder's table keeps it as long as the executions)."""
         size = {"max.message.bytes": str(self.settings.max_message_bytes if self.settings else 2 * 1024 * 1024)}
+        if self.settings:  # with acks=all, how many replicas must have a write before it is acknowledged
+            size["min.insync.replicas"] = str(self.settings.kafka_min_insync_replicas)
         if name in (self.scheduler_state, self.scheduler_archive):
             return size | {
                 "cleanup.policy": "compact",

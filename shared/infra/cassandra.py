@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cassandra import InvalidRequest
+from cassandra import ConsistencyLevel, InvalidRequest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture, Session
-from cassandra.policies import RoundRobinPolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.query import PreparedStatement
 
 from shared.infra.net import wait_for_port
 from shared.process.settings import Settings
@@ -49,6 +50,24 @@ async def awaited(request: ResponseFuture) -> list[Any]:
     return await done
 
 
+def serial(session: Session, statement: PreparedStatement) -> PreparedStatement:
+    """`statement` (a read) at the session's serial consistency: it sees the outcome of every lightweight transaction
+    on its row, one still in flight included (a plain quorum read may miss a Paxos proposal not yet committed)."""
+    statement.consistency_level = session.cluster.profile_manager.default.serial_consistency_level
+    return statement
+
+
+def _profile(settings: Settings) -> ExecutionProfile:
+    """Every statement's defaults: token-aware routing (the coordinator is a replica of the row), the configured
+    consistency for reads and writes and for the Paxos phase of lightweight transactions."""
+    return ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        request_timeout=10,
+        consistency_level=ConsistencyLevel.name_to_value[settings.cassandra_consistency],
+        serial_consistency_level=ConsistencyLevel.name_to_value[settings.cassandra_serial_consistency],
+    )
+
+
 def _add_column(session: Session, table: str, column: str, kind: str) -> None:
     try:
         session.execute(f"ALTER TABLE {table} ADD {column} {kind}", timeout=60)
@@ -60,7 +79,9 @@ def _add_column(session: Session, table: str, column: str, kind: str) -> None:
 def connect(settings: Settings) -> tuple[Cluster, Session]:
     """Connect, retrying until the node answers or the start-up timeout passes."""
     wait_for_port(
-        settings.cassandra_contact_points[0], settings.cassandra_port, settings.startup_timeout_s, "Cassandra"
+        [(host, settings.cassandra_port) for host in settings.cassandra_contact_points],
+        settings.startup_timeout_s,
+        "Cassandra",
     )
     deadline = time.monotonic() + settings.startup_timeout_s
     while True:
@@ -68,9 +89,7 @@ def connect(settings: Settings) -> tuple[Cluster, Session]:
             settings.cassandra_contact_points,
             port=settings.cassandra_port,
             connect_timeout=5,
-            execution_profiles={
-                EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=10)
-            },
+            execution_profiles={EXEC_PROFILE_DEFAULT: _profile(settings)},
             protocol_version=5,
         )
         try:

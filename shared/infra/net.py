@@ -2,16 +2,22 @@
 
 import socket
 import time
+from collections.abc import Sequence
 
 
-def wait_for_port(host: str, port: int, timeout: float, what: str) -> None:
-    """Block until something accepts connections on host:port; RuntimeError after `timeout` seconds."""
+def wait_for_port(addresses: Sequence[tuple[str, int]], timeout: float, what: str) -> None:
+    """Block until something accepts connections on one of `addresses` (host, port): on a cluster one broker or
+    node answering is enough to start; RuntimeError after `timeout` seconds."""
     deadline = time.monotonic() + timeout
+    error: OSError | None = None
     while True:
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError as exc:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} at {host}:{port} did not answer within {timeout:.0f}s") from exc
-            time.sleep(0.5)
+        for host, port in addresses:
+            try:
+                with socket.create_connection((host, port), timeout=1):
+                    return
+            except OSError as exc:
+                error = exc
+        if time.monotonic() > deadline:
+            listed = ", ".join(f"{h}:{p}" for h, p in addresses)
+            raise RuntimeError(f"{what} at {listed} did not answer within {timeout:.0f}s") from error
+        time.sleep(0.5)

@@ -6,7 +6,7 @@ them into docs/configuration.md, and a unit test fails when that page and these 
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.contract.events import RetryBackoff
@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     """Prefix of every topic and consumer group: lets tests and several stacks share one broker."""
     topic_partitions: int = Field(default=6, ge=1)
     """Partitions of each topic fastlane creates."""
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    """Replicas of each topic fastlane creates (3 on a cluster of three brokers: `make run-cluster`)."""
+    kafka_min_insync_replicas: int = Field(default=1, ge=1)
+    """Each topic's `min.insync.replicas`: with `acks=all`, a write is acknowledged once this many replicas have it
+    (2 of 3 on a cluster: one broker may be down without refusing writes or losing acknowledged ones)."""
     cassandra_hosts: str = "127.0.0.1"
     """Cassandra contact points, comma-separated."""
     cassandra_port: int = 9042
@@ -32,6 +37,13 @@ class Settings(BaseSettings):
     """Cassandra keyspace of every table (created at start-up when missing)."""
     cassandra_replication_factor: int = Field(default=1, ge=1)
     """Replication factor of the keyspace, when a service creates it."""
+    cassandra_consistency: Literal["ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "EACH_QUORUM", "ALL"] = "LOCAL_QUORUM"
+    """Consistency of every read and write but the few that tolerate stale data (docs/scaling.md lists each): with
+    quorum writes and quorum reads, a read sees every acknowledged write (a GET right after a POST), and one of three
+    replicas may be down. On one node it is the same as ONE."""
+    cassandra_serial_consistency: Literal["SERIAL", "LOCAL_SERIAL"] = "LOCAL_SERIAL"
+    """Consistency of the Paxos phase of lightweight transactions (claims, first sightings, idempotency keys) and of
+    the reads that must see their outcome."""
     max_message_bytes: int = Field(default=2 * 1024 * 1024, ge=256 * 1024, le=64 * 1024 * 1024)
     """Largest message any producer sends and any topic takes (each producer's `message.max.bytes` and each topic's
     `max.message.bytes`; a Cassandra mutation, half a commit-log segment, must hold one): job definitions are
@@ -71,6 +83,12 @@ class Settings(BaseSettings):
     @classmethod
     def _named(cls, farms: list[Farm]) -> list[Farm]:
         return name_farms(farms)
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> "Settings":
+        if self.kafka_min_insync_replicas > self.kafka_replication_factor:
+            raise ValueError("kafka_min_insync_replicas cannot exceed kafka_replication_factor")
+        return self
 
     @property
     def cassandra_contact_points(self) -> list[str]:

@@ -57,6 +57,34 @@ SCRIPT_VARIABLES = (
         "Where the Kafka and Cassandra jars are (a second stack, e.g. the fault suite's, reuses the main checkout's).",
     ),
     (
+        "FASTLANE_KAFKA_CONFIG",
+        "deploy/scripts/kafka.sh",
+        "Template of the broker's config (a cluster node's: deploy/cluster/kafka.properties.in).",
+    ),
+    ("FASTLANE_KAFKA_NODE_ID", "deploy/scripts/kafka.sh", "The broker's `node.id` (a cluster node's: 1-3)."),
+    ("FASTLANE_KAFKA_VOTERS", "deploy/scripts/kafka.sh", "The KRaft controllers (`controller.quorum.voters`)."),
+    ("FASTLANE_KAFKA_CLUSTER_ID", "deploy/scripts/kafka.sh", "The cluster id the broker's storage is formatted with."),
+    (
+        "FASTLANE_CASSANDRA_CONFIG",
+        "deploy/scripts/cassandra.sh",
+        "Template of the node's config (a cluster node's: deploy/cluster/cassandra.yaml.in).",
+    ),
+    ("FASTLANE_CASSANDRA_SEEDS", "deploy/scripts/cassandra.sh", "The seed nodes the node gossips with first."),
+    (
+        "FASTLANE_CASSANDRA_INITIAL_TOKEN",
+        "deploy/scripts/cassandra.sh",
+        "The node's one token on the ring (a cluster spaces its nodes' evenly).",
+    ),
+    *(
+        (f"FASTLANE_ENGINE_{name}", "deploy/scripts/second-engine.sh", f"An extra Docker engine's {meaning}.")
+        for name, meaning in (
+            ("NAME", "name (socket, data and pidfile names; `docker2`, the cluster's `docker3`)"),
+            ("BRIDGE", "bridge interface"),
+            ("SUBNET", "bridge address and subnet"),
+            ("TLS_PORT", "TLS port on 127.0.0.1"),
+        )
+    ),
+    (
         "FASTLANE_SUPERVISOR_RUN_DIR",
         "Makefile",
         "`make run`: supervisord's pidfile and the control socket of supervisorctl (`make status`).",

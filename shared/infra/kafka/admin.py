@@ -20,10 +20,9 @@ log = logging.getLogger(__name__)
 
 
 def wait_for_kafka(settings: Settings) -> None:
-    """Block until the broker answers metadata requests (start-up order in `make run` is not guaranteed)."""
-    first = settings.kafka_bootstrap.split(",")[0]
-    host, _, port = first.rpartition(":")
-    wait_for_port(host, int(port), settings.startup_timeout_s, "Kafka")
+    """Block until a broker answers metadata requests (start-up order in `make run` is not guaranteed)."""
+    servers = [server.strip().rpartition(":") for server in settings.kafka_bootstrap.split(",") if server.strip()]
+    wait_for_port([(host, int(port)) for host, _, port in servers], settings.startup_timeout_s, "Kafka")
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     deadline = time.monotonic() + settings.startup_timeout_s
     while True:
@@ -45,7 +44,12 @@ def ensure_topics(settings: Settings) -> None:
     # Every topic has the same partition count: one job's messages land in the same partition number on each
     # (same key, same partitioner), which is what lets the scheduler own a job's commands, events and state.
     wanted = [
-        NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1, config=topics.config(name))
+        NewTopic(
+            name,
+            num_partitions=settings.topic_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            config=topics.config(name),
+        )
         for name in topics.all()
         if name not in existing
     ]
