@@ -48,9 +48,20 @@ def wait_until(probe: Callable[[], bool], timeout: float, what: str) -> None:
 class JvmBackend:
     """Kafka or Cassandra started by its deploy script in the foreground, in a process group of its own."""
 
-    def __init__(self, name: str, script: str, address: str, port: int, ready_timeout: float, **env: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        script: str,
+        address: str,
+        port: int,
+        ready_timeout: float,
+        args: tuple[str, ...] = ("foreground",),
+        log_dir: Path = FAULTS_DIR / "logs",
+        **env: str,
+    ) -> None:
         self.name = name
         self.script = SCRIPTS / script
+        self.args = args
         self.address = address
         self.port = port
         self.ready_timeout = ready_timeout
@@ -60,7 +71,7 @@ class JvmBackend:
             "FASTLANE_BIND_ADDR": address,
             **env,
         }
-        self.log = FAULTS_DIR / "logs" / f"{name}.log"
+        self.log = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -69,7 +80,7 @@ class JvmBackend:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(self.script), "foreground"],
+                [str(self.script), *self.args],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -44,38 +44,42 @@ CONTAINER_PREFIX = "fastlane-"
 
 
 class EngineWatch:
-    """Container starts per execution id, from the engine's event stream; reconnects (with `since`) after the
-    engine went away, and drops the events it had seen already."""
+    """Container starts per execution id, from the event streams of one or more engines (a thread each);
+    reconnects (with `since`) after an engine went away, and drops the events it had seen already."""
 
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
+    def __init__(self, *base_urls: str) -> None:
+        self.base_urls = base_urls
         self.lock = threading.Lock()
         self.starts: dict[str, set[tuple[str, int]]] = defaultdict(set)  # execution id -> {(container, timeNano)}
         self.job_of: dict[str, str] = {}
-        self.since = int(time.time()) - 5
+        self.since = dict.fromkeys(base_urls, int(time.time()) - 5)
         self.reconnects = 0
         self._stop = threading.Event()
-        self._stream: Any = None
-        self._thread = threading.Thread(target=self._run, name="engine-watch", daemon=True)
+        self._streams: dict[str, Any] = {}
+        self._threads = [
+            threading.Thread(target=self._run, args=(url,), name="engine-watch", daemon=True) for url in base_urls
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        with contextlib.suppress(Exception):
-            if self._stream is not None:
-                self._stream.close()
+        for stream in list(self._streams.values()):
+            with contextlib.suppress(Exception):
+                stream.close()
 
-    def _run(self) -> None:
+    def _run(self, base_url: str) -> None:
         while not self._stop.is_set():
             try:
-                client = docker.DockerClient(base_url=self.base_url, timeout=30)
+                client = docker.DockerClient(base_url=base_url, timeout=30)
                 try:
-                    self._stream = client.events(
-                        since=self.since, decode=True, filters={"type": "container", "event": "start"}
+                    self._streams[base_url] = client.events(
+                        since=self.since[base_url], decode=True, filters={"type": "container", "event": "start"}
                     )
-                    for event in self._stream:
+                    for event in self._streams[base_url]:
+                        self.since[base_url] = max(self.since[base_url], int(event.get("time", 0)))
                         self.record(event)
                 finally:
                     client.close()
@@ -87,7 +91,6 @@ class EngineWatch:
     def record(self, event: dict[str, Any]) -> None:
         attributes = event.get("Actor", {}).get("Attributes", {})
         name = str(attributes.get("name", ""))
-        self.since = max(self.since, int(event.get("time", 0)))
         if not name.startswith(CONTAINER_PREFIX):
             return
         execution_id = name[len(CONTAINER_PREFIX) :]

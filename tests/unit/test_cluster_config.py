@@ -2,7 +2,6 @@
 replication and consistency. The cluster itself runs in tests/cluster (`make test-cluster`)."""
 
 import re
-import shlex
 from pathlib import Path
 
 import pytest
@@ -12,19 +11,10 @@ from pydantic import ValidationError
 from shared.contract.topics import Topics
 from shared.infra.cassandra import _profile
 from shared.process.settings import RunnerSettings, Settings
+from tests.cluster.stack import cluster_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "deploy" / "cluster"
-
-
-def cluster_env() -> dict[str, str]:
-    """deploy/cluster/cluster.env read as the shell reads it (`set -a; . cluster.env`)."""
-    env = {}
-    for line in (CLUSTER / "cluster.env").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            env[name] = " ".join(shlex.split(value))
-    return env
 
 
 def test_the_cluster_settings_replicate_everything_three_times(monkeypatch: pytest.MonkeyPatch) -> None:

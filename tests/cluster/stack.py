@@ -1,0 +1,219 @@
+"""The cluster test's stack, on the addresses and configs of `make run-cluster` (deploy/scripts/cluster.sh,
+deploy/cluster): three KRaft brokers (127.0.1.1-3), three Cassandra nodes (127.0.2.1-3), the cluster's second
+Docker engine (docker3) beside the main one; then the services with the settings of deploy/cluster/cluster.env,
+on a topic prefix and keyspace of their own: an API of 2 processes, 2 schedulers, 2 recorders, 2 notifiers and
+3 runners (node-1 and node-2 on the main engine, node-3 on docker3). Its data lives in .local/cluster-test, wiped
+at every start; `make run-cluster` must not be running (same addresses)."""
+
+import json
+import shlex
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka.admin import AdminClient
+
+from services.devstack import DevStack
+from shared.contract.topics import Topics, group_id
+from shared.process.settings import Settings
+from tests.faults.backends import ROOT, SCRIPTS, CassandraBackend, JvmBackend, KafkaBackend, port_open, wait_until
+from tests.faults.checker import ApiWatch, Checker, EngineWatch, EventWatch, WebhookReceiver
+
+CLUSTER_ENV = ROOT / "deploy" / "cluster" / "cluster.env"
+TEST_DIR = ROOT / ".local" / "cluster-test"
+KAFKA_ADDRS = ("127.0.1.1", "127.0.1.2", "127.0.1.3")
+CASSANDRA_ADDRS = ("127.0.2.1", "127.0.2.2", "127.0.2.3")
+MAIN_ENGINE = "unix:///var/run/docker.sock"
+CLUSTER_ENGINE = f"unix://{ROOT / '.local' / 'run' / 'docker3.sock'}"
+RUNNERS = {"node-1": MAIN_ENGINE, "node-2": MAIN_ENGINE, "node-3": CLUSTER_ENGINE}
+TEST_IMAGE = "fastlane-test:latest"
+
+
+def cluster_env() -> dict[str, str]:
+    """deploy/cluster/cluster.env as the shell reads it (`set -a; . cluster.env`)."""
+    env = {}
+    for line in CLUSTER_ENV.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            env[name] = " ".join(shlex.split(value))
+    return env
+
+
+class KafkaNode(KafkaBackend):
+    def __init__(self, n: int) -> None:
+        JvmBackend.__init__(
+            self,
+            f"kafka-{n}",
+            "cluster.sh",
+            KAFKA_ADDRS[n - 1],
+            9092,
+            ready_timeout=180,
+            args=("node", "kafka", str(n), "foreground"),
+            log_dir=TEST_DIR / "logs",
+            FASTLANE_LOCAL_DIR=str(TEST_DIR),
+        )
+
+
+class CassandraNode(CassandraBackend):
+    def __init__(self, n: int) -> None:
+        JvmBackend.__init__(
+            self,
+            f"cassandra-{n}",
+            "cluster.sh",
+            CASSANDRA_ADDRS[n - 1],
+            9042,
+            ready_timeout=300,
+            args=("node", "cassandra", str(n), "foreground"),
+            log_dir=TEST_DIR / "logs",
+            FASTLANE_LOCAL_DIR=str(TEST_DIR),
+        )
+
+
+class ClusterStack:
+    def __init__(self) -> None:
+        self.run = uuid.uuid4().hex[:6]
+        self.kafka = [KafkaNode(n) for n in (1, 2, 3)]
+        self.cassandra = [CassandraNode(n) for n in (1, 2, 3)]
+        self.env = cluster_env()
+        self.prefix = f"cluster.{self.run}."
+        self.keyspace = f"cluster_{self.run}"
+        self.settings = Settings(
+            kafka_bootstrap=self.env["FASTLANE_KAFKA_BOOTSTRAP"],
+            cassandra_hosts=self.env["FASTLANE_CASSANDRA_HOSTS"],
+            topic_prefix=self.prefix,
+            keyspace=self.keyspace,
+        )
+        self.topics = Topics.from_settings(self.settings)
+        self.log_dir = TEST_DIR / "logs" / f"services-{self.run}"
+        self.stack = DevStack(
+            self.prefix,
+            self.keyspace,
+            self.log_dir,
+            max_running=None,
+            services=("recorder", "scheduler", "notifier", "api"),
+            **self.env,
+            FASTLANE_API_PROCESSES="2",
+            FASTLANE_HOST_LOST_AFTER_S="60",
+            FASTLANE_RETRY_BACKOFF_MIN_MS="500",
+            FASTLANE_WEBHOOKS_REFUSE_PRIVATE="false",
+        )
+        self.hooks = WebhookReceiver()
+        self.engine_watch = EngineWatch(MAIN_ENGINE, CLUSTER_ENGINE)
+        self.event_watch: EventWatch | None = None
+        self.api_watch = ApiWatch()
+        self.http = httpx.Client(timeout=10)
+        self.started_engine = False
+
+    def up(self) -> None:
+        taken = [f"{n.address}:{n.port}" for n in (*self.kafka, *self.cassandra) if port_open(n.address, n.port)]
+        if taken:
+            raise RuntimeError(f"{', '.join(taken)} already answer: stop `make run-cluster` (make stop-cluster)")
+        shutil.rmtree(TEST_DIR / "cluster", ignore_errors=True)
+        for broker in self.kafka:
+            broker.start()
+        for node in self.cassandra:  # one after the other: nodes joining all at once can stall gossip
+            node.start()
+            node.wait_ready()
+        for broker in self.kafka:
+            broker.wait_ready()
+        self.started_engine = not self.engine_ready()
+        subprocess.run([str(SCRIPTS / "cluster.sh"), "engine", "start"], check=True, timeout=180)
+        self.stack.__enter__()
+        for name in ("scheduler-2", "recorder-2", "notifier-2"):
+            self.stack.start(name.split("-")[0], name=name)
+        for host, engine in RUNNERS.items():
+            self.stack.start("runner", name=f"runner-{host}", FASTLANE_HOST_NAME=host, FASTLANE_DOCKER_HOST=engine)
+        self.wait_hosts_available(timeout=180)
+        self.hooks.start()
+        self.engine_watch.start()
+        self.event_watch = EventWatch(self.settings.kafka_bootstrap, [self.topics.executions, *self.topics.all_due])
+        self.event_watch.start()
+        self.api_watch.start()
+
+    def engine_ready(self) -> bool:
+        found = subprocess.run(["docker", "-H", CLUSTER_ENGINE, "info"], capture_output=True, check=False)
+        return found.returncode == 0
+
+    def down(self) -> None:
+        backends: list[JvmBackend] = [*self.kafka, *self.cassandra]
+        for backend in backends:
+            if backend.alive():
+                backend.resume()
+        self.api_watch.stop()
+        if self.event_watch is not None:
+            self.event_watch.stop()
+        self.engine_watch.stop()
+        self.hooks.stop()
+        self.http.close()
+        self.stack.stop()
+        for backend in backends:
+            backend.stop()
+        if self.started_engine:
+            subprocess.run([str(SCRIPTS / "cluster.sh"), "engine", "stop"], check=False, timeout=120)
+
+    def checker(self) -> Checker:
+        assert self.event_watch is not None
+        return Checker(self.stack.url, self.engine_watch, self.event_watch, self.hooks, self.api_watch)
+
+    def hosts(self) -> dict[str, dict[str, Any]]:
+        try:
+            return {h["host"]: h for h in self.http.get(f"{self.stack.url}/status").json()["hosts"]}
+        except (httpx.HTTPError, ValueError, KeyError):
+            return {}
+
+    def wait_hosts_available(self, timeout: float) -> None:
+        wait_until(lambda: all(self.hosts().get(h, {}).get("available") for h in RUNNERS), timeout, "the 3 runners")
+
+    # -- consumer groups: who owns which partition ------------------------------------------------------------
+
+    def members(self, service: str) -> dict[str, int]:
+        """The members of a service's consumer group and how many partitions each holds (client id -> count)."""
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        group = group_id(self.settings, service)
+        described = admin.describe_consumer_groups([group], request_timeout=5)[group].result(timeout=10)
+        return {
+            f"{m.client_id}/{m.host}/{m.member_id[-6:]}": len(m.assignment.topic_partitions) for m in described.members
+        }
+
+    def wait_single_owner(self, service: str, timeout: float) -> float:
+        """Seconds until one member of the service's group holds all of its partitions."""
+        started = time.monotonic()
+
+        def single() -> bool:
+            try:
+                members = self.members(service)
+            except Exception:
+                return False
+            return len(members) == 1 and next(iter(members.values())) > 0
+
+        wait_until(single, timeout, f"{service}'s partitions to move to the survivor")
+        return time.monotonic() - started
+
+    def probe(self, timeout: float = 120) -> float:
+        """Seconds from POST until a probe job reads `done`."""
+        started = time.monotonic()
+        task = f"probe-{self.run}"
+        response = self.http.post(
+            f"{self.stack.url}/tasks/{task}", json={"image": TEST_IMAGE, "command": f"echo probe-{uuid.uuid4().hex}"}
+        )
+        response.raise_for_status()
+        url = f"{self.stack.url}/tasks/{task}/jobs/{response.json()['jobId']}"
+
+        def done() -> bool:
+            try:
+                executions = self.http.get(url).json()["job"]["executions"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                return False
+            return bool(executions) and executions[0]["status"] == "done"
+
+        wait_until(done, timeout, f"probe job {url} to be done")
+        return time.monotonic() - started
+
+
+def dump(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str))

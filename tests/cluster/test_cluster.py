@@ -1,0 +1,178 @@
+"""The cluster keeps its promises when one broker and one Cassandra node die (`make test-cluster`).
+
+Jobs stream in for a minute (a mix: short, sleeping, failing with retries, flaky, delayed; a third with
+webhooks) while a reader asks the API for jobs, the task listing and the status page all along. Ten seconds in,
+one broker is killed with -9, then one Cassandra node; both come back twenty seconds later. Then one scheduler
+and one recorder replica are killed with -9: their partitions must move to the surviving replica of each, and the
+time that takes is measured. The fault suite's independent checker (tests/faults/checker.py: container starts
+from the engines' own event streams, ends from the public Kafka topic, statuses polled from the API, webhooks
+received) must count 0 lost, 0 duplicated, 0 wrong; every execution final; no read answered with an error.
+Figures go to .local/cluster-test/results.md (docs/scaling.md quotes them)."""
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.cluster.stack import TEST_DIR, ClusterStack
+from tests.faults.checker import Checker, Verdict
+from tests.faults.test_faults import job_specs
+
+pytestmark = pytest.mark.cluster
+
+STREAM_S = 60.0  # jobs are submitted for this long
+JOBS_PER_S = 2.0
+KILL_BROKER_AT_S = 10.0
+KILL_NODE_AT_S = 14.0
+DOWN_S = 20.0  # each killed backend stays down this long
+SETTLE_BOUND_S = 300.0
+QUIET_S = 8.0
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ClusterStack]:
+    stack = ClusterStack()
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+class Reader(threading.Thread):
+    """Reads all along, as clients would: a job already accepted, the first task page, the status page."""
+
+    def __init__(self, stack: ClusterStack, checker: Checker) -> None:
+        super().__init__(name="reader", daemon=True)
+        self.stack, self.checker = stack, checker
+        self.client = httpx.Client(timeout=10)
+        self.answers: Counter[str] = Counter()
+        self.errors: list[tuple[float, str, str]] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        base = self.stack.stack.url
+        while not self.halt.is_set():
+            urls = [f"{base}/tasks", f"{base}/status"]
+            if self.checker.accepted:
+                urls.append(random.choice(self.checker.accepted).job_url)
+            for url in urls:
+                kind = "job" if "/jobs/" in url else url.rsplit("/", 1)[-1]
+                try:
+                    status = self.client.get(url).status_code
+                    outcome = "ok" if status == 200 else f"HTTP {status}"
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+                self.answers[f"{kind} {outcome}"] += 1
+                if outcome != "ok":
+                    self.errors.append((time.monotonic(), kind, outcome))
+            self.halt.wait(0.2)
+
+
+@pytest.mark.timeout(1500)
+def test_one_broker_and_one_node_killed_mid_stream_lose_nothing(cluster: ClusterStack) -> None:
+    checker = cluster.checker()
+    reader = Reader(cluster, checker)
+    reader.start()
+    events: list[str] = []
+    started = time.monotonic()
+
+    def at(seconds: float) -> None:
+        time.sleep(max(0.0, started + seconds - time.monotonic()))
+
+    def mark(what: str) -> None:
+        events.append(f"{time.monotonic() - started:6.1f} s  {what}")
+
+    def faults() -> None:
+        broker, node = cluster.kafka[1], cluster.cassandra[2]
+        at(KILL_BROKER_AT_S)
+        broker.kill()
+        mark(f"kill -9 {broker.name}")
+        at(KILL_NODE_AT_S)
+        node.kill()
+        mark(f"kill -9 {node.name}")
+        at(KILL_BROKER_AT_S + DOWN_S)
+        broker.restart()
+        mark(f"{broker.name} started again")
+        at(KILL_NODE_AT_S + DOWN_S)
+        node.restart()
+        mark(f"{node.name} started again")
+        broker.wait_ready()
+        node.wait_ready()
+        mark("both back (port answering)")
+
+    injector = threading.Thread(target=faults, name="faults")
+    injector.start()
+    round_id = "c"
+    submitted = 0
+    while time.monotonic() - started < STREAM_S:
+        for spec in job_specs(f"{round_id}{submitted}", 1, cluster.hooks.url):
+            checker.submit(spec)
+        submitted += 1
+        time.sleep(max(0.0, started + submitted / JOBS_PER_S - time.monotonic()))
+    mark(f"stream ended: {submitted} POSTs")
+    injector.join()
+
+    # Replicas: kill one scheduler and one recorder; the survivor of each must take all partitions.
+    failover: dict[str, float] = {}
+    for service in ("scheduler", "recorder"):
+        before = cluster.members(service)
+        assert len(before) == 2, f"{service}: two replicas expected before the kill, got {before}"
+        killed_at = time.monotonic()
+        cluster.stack.kill(f"{service}-2")
+        mark(f"kill -9 {service}-2 (partitions before: {sorted(before.values())})")
+        failover[f"{service} partitions moved"] = cluster.wait_single_owner(service, timeout=120)
+        cluster.probe()
+        failover[f"{service}: kill to a new job read done"] = time.monotonic() - killed_at
+        mark(f"{service}: survivor holds every partition after {failover[f'{service} partitions moved']:.1f} s")
+        cluster.stack.restart(f"{service}-2")
+
+    recovered = checker.wait_settled(SETTLE_BOUND_S)
+    mark(f"settled after {recovered}")
+    time.sleep(QUIET_S)
+    reader.halt.set()
+    reader.join(30)
+    verdict = checker.verdict()
+    write_results(checker, verdict, reader, events, failover, recovered)
+
+    starts, ends, _ = verdict.seen
+    assert starts and ends, "the checker saw no container start or no execution end"
+    assert recovered is not None, "some jobs never reached their end:\n" + "\n".join(list(verdict.lines())[:40])
+    assert verdict.ok, "\n".join(list(verdict.lines())[:60])
+    assert not reader.errors, f"reads answered with errors: {Counter((k, o) for _, k, o in reader.errors)}"
+    assert not checker.refused, f"POSTs not accepted: {Counter(g for _, g in checker.refused)}"
+
+
+def write_results(
+    checker: Checker,
+    verdict: Verdict,
+    reader: Reader,
+    events: list[str],
+    failover: dict[str, float],
+    recovered: float | None,
+) -> None:
+    lost, duplicated, wrong = len(verdict.lost), len(verdict.duplicated), len(verdict.wrong)
+    lines = [
+        f"# Cluster test, {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        "",
+        f"- accepted {len(checker.accepted)} jobs, refused {len(checker.refused)}"
+        f" ({dict(Counter(g for _, g in checker.refused))})",
+        f"- lost {lost}, duplicated {duplicated}, wrong {wrong}; settled {recovered} s after the stream",
+        f"- reads: {dict(reader.answers)}",
+        *(f"- fail-over: {name}: {seconds:.1f} s" for name, seconds in failover.items()),
+        "",
+        "## Timeline",
+        "",
+        *(f"    {line}" for line in events),
+        "",
+        "## Checker",
+        "",
+        *(f"    {line}" for line in list(verdict.lines())[:80]),
+    ]
+    path = TEST_DIR / "results.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
