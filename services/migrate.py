@@ -45,6 +45,7 @@ VERSION_TABLE = (
     " (name text, version text, applied_at timestamp, PRIMARY KEY (name, version))"
 )
 WAIT_LOG_EVERY_S = 10.0
+SCHEMA_AGREEMENT_S = 300.0
 
 
 def schema_version() -> str:
@@ -65,6 +66,10 @@ def prepare_backends(settings: Settings) -> None:
     cluster, session = connect(settings)
     try:
         session.execute(VERSION_TABLE.format(ks=settings.keyspace), timeout=60)
+        # On a cluster every node must know every table before services are told they may start: a node still
+        # behind would answer "table ... does not exist" to the first query it coordinates.
+        if not cluster.control_connection.wait_for_schema_agreement(wait_time=SCHEMA_AGREEMENT_S):
+            raise RuntimeError(f"the Cassandra nodes did not agree on the schema within {SCHEMA_AGREEMENT_S} s")
         session.execute(
             f"INSERT INTO {settings.keyspace}.schema_versions (name, version, applied_at) "
             "VALUES ('fastlane', %s, toTimestamp(now()))",

@@ -91,6 +91,9 @@ def connect(settings: Settings) -> tuple[Cluster, Session]:
             connect_timeout=5,
             execution_profiles={EXEC_PROFILE_DEFAULT: _profile(settings)},
             protocol_version=5,
+            # After each schema change (the migration), wait until every node has it before the next one: a change
+            # sent while nodes disagree can leave them disagreeing (busy nodes take seconds to agree).
+            max_schema_agreement_wait=60,
         )
         try:
             return cluster, cluster.connect()
