@@ -16,8 +16,6 @@ TOKENS=(-9223372036854775808 -3074457345618258603 3074457345618258602)
 kafka_bootstrap() { local IFS=,; echo "${KAFKA_ADDRS[*]/%/:9092}"; }
 cassandra_hosts() { local IFS=,; echo "${CASSANDRA_ADDRS[*]}"; }
 
-seed_up() { port_open 7000 "${CASSANDRA_ADDRS[0]}" || port_open 7000 "${CASSANDRA_ADDRS[1]}"; }
-
 node() {
   local kind=$1 n=$2 action=$3 i=$(($2 - 1))
   [[ "$n" =~ ^[123]$ ]] || die "node number must be 1, 2 or 3"
@@ -32,9 +30,11 @@ node() {
       export FASTLANE_BIND_ADDR="${CASSANDRA_ADDRS[$i]}" FASTLANE_CASSANDRA_JMX_PORT="$((7200 + n))" \
         FASTLANE_CASSANDRA_SEEDS="${CASSANDRA_ADDRS[0]}:7000,${CASSANDRA_ADDRS[1]}:7000" \
         FASTLANE_CASSANDRA_INITIAL_TOKEN="${TOKENS[$i]}" FASTLANE_CASSANDRA_CONFIG="$ROOT/deploy/cluster/cassandra.yaml.in"
-      if [ "$n" = 3 ] && [ "$action" = foreground ]; then
-        # Not a seed: it gives up ("Unable to gossip with any peers") unless a seed answers within ~30 s.
-        wait_for "a Cassandra seed" 600 seed_up
+      if [ "$n" != 1 ] && [ "$action" = foreground ]; then
+        # Nodes join one after the other, each once the one before answers CQL: two seeds starting together
+        # can each form a cluster of its own (and make the same tables twice, with different ids), and a node
+        # that finds no seed within ~30 s gives up ("Unable to gossip with any peers").
+        wait_for "Cassandra node $((n - 1))" 900 port_open 9042 "${CASSANDRA_ADDRS[$((i - 1))]}"
       fi
       exec "$ROOT/deploy/scripts/cassandra.sh" "$action" ;;
     *) die "node kind must be kafka or cassandra" ;;
