@@ -18,6 +18,7 @@ from services.runner.stops import listener_config
 from shared.contract.topics import Topics, runner_group
 from shared.infra.cassandra import connect
 from shared.infra.kafka.consumer import consumer_config, decode_or_park
+from shared.infra.kafka.consumer_stall import StallWatch
 from shared.infra.kafka.producer import EventProducer, OutputProducer
 from shared.process.metrics import serve_probes
 from shared.process.settings import RunnerSettings
@@ -66,16 +67,18 @@ def serve(settings: RunnerSettings, stop: threading.Event) -> None:
     cluster, session = connect(settings)
     probes = serve_probes(settings, session)
     group = runner_group(settings, settings.my_farm.name)
+    stall_watch = StallWatch()  # replaces a consumer stalled after a broker pause (consumer_stall.py)
     runner = Runner(
         settings,
         limits,
         runtime,
         producer,
         CassandraLedger(session, settings.keyspace),
-        open_consumer=lambda: Consumer(consumer_config(settings, group)),
+        open_consumer=lambda: Consumer(consumer_config(settings, group, on_stats=stall_watch.statistics)),
         open_control_consumer=lambda: Consumer(listener_config(settings)),
         decode=functools.partial(decode_or_park, producer=producer, topics=Topics.from_settings(settings)),
         output=output,
+        stall_watch=stall_watch,
     )
     log.info("runner started", extra={"host": runner.host, "farm": runner.farm.name, "capacity": runner.capacity})
     try:

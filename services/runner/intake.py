@@ -4,7 +4,9 @@ Messages are worked on in parallel and finish out of order; an offset is stored 
 it are done with (offsets.py), so a crash redelivers, never skips. The assignment is paused while the runner has
 all it can hold in hand (polling without fetching keeps the membership alive), and resumed when one is done with.
 Leaving the group (blacklisted, circuit open) closes the consumer: the farm's other runners take the partitions;
-joining again makes a new one, so nothing (paused partitions, a half-finished rebalance) carries over.
+joining again makes a new one, so nothing (paused partitions, a half-finished rebalance) carries over. A consumer
+that stalled while the broker answers (after a broker pause: shared/infra/kafka/consumer_stall.py) is replaced the
+same way: it leaves, and a new one joins.
 """
 
 import contextlib
@@ -21,6 +23,7 @@ from services.runner.offsets import OffsetTracker, Position
 from services.runner.slots import Slots
 from shared.contract.events import Event, ExecutionDue
 from shared.infra.kafka.consumer import is_record
+from shared.infra.kafka.consumer_stall import StallWatch
 from shared.process.logs import traceparent_of
 
 log = logging.getLogger("runner")
@@ -34,9 +37,11 @@ class Intake:
         topic: str,
         slots: Slots,
         decode: Callable[[Message], Event | None],
+        watch: StallWatch | None = None,
     ) -> None:
         """`open_consumer`: a new consumer of the farm's group; `decode`: a message's event, or None when it is
-        not one (it was parked)."""
+        not one (it was parked); `watch`: fed the statistics of the consumers `open_consumer` makes, it tells
+        when one stalled (none: never replaced)."""
         self._open = open_consumer
         self.topic = topic
         self.slots = slots
@@ -47,12 +52,15 @@ class Intake:
         self.consumer: Consumer | None = None  # a fresh one each time this runner joins its farm's group
         self._paused = False
         self._reassigned = False
+        self.watch = watch
 
     @property
     def joined(self) -> bool:
         return self.consumer is not None
 
     def join(self) -> None:
+        if self.watch is not None:
+            self.watch.reset()  # it judges the new consumer from its own statistics
         consumer = self._open()
         consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         self._paused, self._reassigned = False, True
@@ -75,6 +83,21 @@ class Intake:
             consumer.commit(asynchronous=False)
         consumer.close()  # leaves the group at once: the farm's other runners take the partitions
         self.consumer = None
+
+    def renew_if_stalled(self, stop: threading.Event) -> bool:
+        """Replace a consumer stalled while the broker answers (after a broker pause librdkafka can keep one that
+        never fetches again: see consumer_stall.py): it leaves the group as when this runner stops taking work
+        (the messages being claimed are acknowledged first), and a new one joins. A message delivered again
+        meanwhile is held already or finds its claim in the ledger: nothing runs twice. True when replaced."""
+        consumer, watch = self.consumer, self.watch
+        if consumer is None or watch is None:
+            return False
+        if not watch.stalled(consumer):
+            return False
+        log.warning("Kafka consumer stalled while the broker answers; starting over with a new one", extra=watch.why())
+        self.leave(stop)
+        self.join()
+        return True
 
     def poll(self) -> tuple[Event | None, Position] | None:
         """One turn: when full, wait for a slot (polling without fetching keeps the membership alive); otherwise

@@ -32,6 +32,7 @@ from shared.contract.events import Event, ExecutionDue
 from shared.contract.topics import Topics, runner_group
 from shared.infra.failures import GaveUp
 from shared.infra.kafka.consumer import retry_until_done
+from shared.infra.kafka.consumer_stall import StallWatch
 from shared.process.metrics import LagStatistics
 from shared.process.settings import RunnerSettings
 
@@ -54,9 +55,11 @@ class Runner:
         open_control_consumer: Callable[[], ControlConsumer],
         decode: Callable[[Message], Event | None],
         output: OutputSink | None = None,
+        stall_watch: StallWatch | None = None,
     ) -> None:
         """`open_consumer`: a new consumer of the farm's group; `open_control_consumer`: the stop listener's;
-        `decode`: a message's event, or None when it is not one (parked); `output`: where live output goes."""
+        `decode`: a message's event, or None when it is not one (parked); `output`: where live output goes;
+        `stall_watch`: fed the statistics of `open_consumer`'s consumers, it tells when one stalled."""
         self.host = settings.host_label
         self.farm = settings.my_farm
         self.capacity = settings.capacity
@@ -69,7 +72,7 @@ class Runner:
         self.slots = Slots(self.capacity)
         self.stops = StopRequests()
         self.breaker = Breaker(settings.breaker_threshold, settings.breaker_open_s)
-        self.intake = Intake(open_consumer, self.due_topic, self.slots, decode)
+        self.intake = Intake(open_consumer, self.due_topic, self.slots, decode, stall_watch)
         # Each message in hand has a thread; at most `capacity` of them run a container at once (slots.py).
         self.pool = ThreadPoolExecutor(self.capacity + self.slots.lookahead, thread_name_prefix="execution")
         self.worker = Worker(
@@ -139,6 +142,7 @@ class Runner:
         if not self.intake.joined:
             stop.wait(0.2)
             return
+        self.intake.renew_if_stalled(stop)
         taken = self.intake.poll()
         if taken is not None:
             self._dispatch(*taken, stop)

@@ -1,6 +1,7 @@
 """The at-least-once consumer loop: offsets stored after the handler succeeded, outages waited out, poison
-parked on the dead-letter topic."""
+parked on the dead-letter topic, a consumer stalled after a broker pause replaced (consumer_stall.py)."""
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from tenacity import RetryCallState, Retrying, retry_if_not_exception_type, wait
 from shared.contract.events import Event, decode
 from shared.contract.topics import Topics
 from shared.infra.failures import POISON_ATTEMPTS, GaveUp, is_transient
+from shared.infra.kafka.consumer_stall import StallWatch, chain
 from shared.infra.kafka.producer import EventProducer
 from shared.process.logs import bound, trace_ids, traceparent_of
 from shared.process.metrics import BACKEND_ERRORS, LagStatistics, backend_of
@@ -64,11 +66,13 @@ def event_ids(event: object) -> dict[str, object]:
     return {name: getattr(event, name, None) for name in ("task_id", "job_id", "execution_id", "host")}
 
 
-def consumer_config(settings: Settings, group: str) -> dict[str, object]:
+def consumer_config(settings: Settings, group: str, on_stats: Callable[[str], None] | None = None) -> dict[str, object]:
     """At-least-once: offsets are stored by us after the handler succeeded, then auto-committed. The consumer's
-    lag goes to the `fastlane_consumer_lag_messages` metric."""
+    lag goes to the `fastlane_consumer_lag_messages` metric; its statistics to `on_stats` too (a StallWatch's)."""
+    lag = LagStatistics.of(group)
     return {
-        **LagStatistics.of(group).config(),
+        **lag.config(),
+        **({"stats_cb": chain(lag, on_stats)} if on_stats is not None else {}),
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": group,
         "enable.auto.commit": True,
@@ -112,14 +116,28 @@ def run_consumer(
     A handler that raises is retried (growing pauses) while a backing service is down: the offset is only
     stored after success, so a crash means redelivery, never loss. Handlers must therefore be idempotent. A
     message that keeps failing by its own fault is parked on the dead-letter topic with the reason, after
-    `on_poison` (which may record a final state for it) had its chance; then the loop goes on.
+    `on_poison` (which may record a final state for it) had its chance; then the loop goes on. A consumer that
+    stalled while the broker answers (consumer_stall.py) is closed (committing what was stored) and a new one
+    subscribes: what was polled but not stored comes again.
     """
     topics = Topics.from_settings(settings)
-    consumer = Consumer(consumer_config(settings, group))
+    watch = StallWatch()
     callbacks = {name: f for name, f in (("on_assign", on_assign), ("on_revoke", on_revoke)) if f is not None}
-    consumer.subscribe(subscribe_to, **callbacks)
+
+    def open_consumer() -> Consumer:
+        watch.reset()
+        consumer = Consumer(consumer_config(settings, group, on_stats=watch.statistics))
+        consumer.subscribe(subscribe_to, **callbacks)
+        return consumer
+
+    consumer = open_consumer()
     try:
         while not stop.is_set():
+            if watch.stalled(consumer):
+                log.warning("Kafka consumer stalled while the broker answers; starting over", extra=watch.why())
+                with contextlib.suppress(Exception):
+                    consumer.close()
+                consumer = open_consumer()
             msg = consumer.poll(0.5)
             if not is_record(msg):
                 continue
