@@ -1,6 +1,7 @@
-"""Read-side latency at scale: GET /tasks page 1, a job with 10,000 executions, and /search, with 100,000
-tasks and 1,000,000 executions projected (written straight into the recorder's tables, as the recorder would
-leave them), through a real API process. Bounded: fixed data size and request count, then it stops.
+"""Read-side latency at scale: GET /tasks page 1 and a deep page, a job with 10,000 executions (page 1 and its
+last page), and /search, with 100,000 tasks and 1,000,000 executions projected (written straight into the
+recorder's tables, as the recorder would leave them), through a real API process. Bounded: fixed data size and
+request count, then it stops.
 
     .venv/bin/python bench/read_scale.py [--tasks 100000] [--jobs-with-executions 100]
         [--executions-per-job 10000] [--requests 1000]
@@ -12,12 +13,14 @@ import argparse
 import statistics
 import time
 import uuid
+from collections import Counter
 from datetime import timedelta
 
 import httpx
 from _stack import private_backends, private_stack
 from cassandra.concurrent import execute_concurrent_with_args
 
+from services.recorder.buckets import listing_bucket
 from services.recorder.indexes import task_words
 from shared.contract.events import new_execution_id, utcnow
 from shared.infra.cassandra import connect
@@ -41,10 +44,20 @@ def load(settings: Settings, tasks: int, jobs_with_executions: int, per_job: int
 
     t0 = time.monotonic()
     run(f"INSERT INTO {ks}.tasks (task_id, last_modified_at) VALUES (?, ?)", list(zip(task_ids, created, strict=True)))
+    # Listed in the hour of their creation, as the recorder lists them (docs/read-model.md).
     run(
         f"INSERT INTO {ks}.tasks_by_creation (bucket, created_at, task_id, last_modified_at, jobs_count)"
-        " VALUES (0, ?, ?, ?, 1)",
-        [(c, t, c) for t, c in zip(task_ids, created, strict=True)],
+        " VALUES (?, ?, ?, ?, 1)",
+        [(listing_bucket(c), c, t, c) for t, c in zip(task_ids, created, strict=True)],
+    )
+    run(
+        f"INSERT INTO {ks}.task_index (task_id, created_at, bucket) VALUES (?, ?, ?)",
+        [(t, c, listing_bucket(c)) for t, c in zip(task_ids, created, strict=True)],
+    )
+    hours = Counter(listing_bucket(c) for c in created)
+    run(
+        f"UPDATE {ks}.task_buckets SET tasks = tasks + ? WHERE listing = 'all' AND bucket = ?",
+        [(n, h) for h, n in hours.items()],
     )
     word_rows = [(w, c, t, c) for t, c in zip(task_ids, created, strict=True) for w in task_words(t)]
     run(
@@ -66,11 +79,13 @@ def load(settings: Settings, tasks: int, jobs_with_executions: int, per_job: int
     t0 = time.monotonic()
     for n in range(jobs_with_executions):
         task, job = task_ids[n], job_ids[n]
-        rows = []
+        rows, numbers = [], []
         for k in range(per_job):
             at = now - timedelta(seconds=per_job - k)
             eid = new_execution_id(at)
             rows.append((task, job, eid, at, at, at, k % 7, "out\n", ""))
+            numbers.append((task, job, k + 1, eid))
+        run(f"INSERT INTO {ks}.execution_numbers (task_id, job_id, number, execution_id) VALUES (?, ?, ?, ?)", numbers)
         run(
             f"INSERT INTO {ks}.executions (task_id, job_id, execution_id, created_at, started_at, finished_at,"
             " exit_code, stdout, stderr, status, image, command, attempt)"
@@ -125,9 +140,12 @@ def main() -> None:
             private_stack(settings, services=("api",)) as stack,
             httpx.Client(base_url=stack.url, timeout=10) as client,
         ):
+            last_page = -(-args.executions_per_job // 100)
             for name, url in [
                 ("GET /tasks?page=1", "/tasks?page=1"),
+                ("GET /tasks?page=5000", "/tasks?page=5000"),
                 (f"GET job ({args.executions_per_job} executions)", f"/tasks/{task}/jobs/{job}"),
+                (f"GET job, page {last_page}", f"/tasks/{task}/jobs/{job}?page={last_page}"),
                 ("GET /search?query=billing", "/search?query=billing"),
             ]:
                 measure(client, url, 20)  # warm-up

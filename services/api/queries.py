@@ -8,6 +8,8 @@ from typing import Any
 from cassandra.cluster import Session
 
 from services.api.errors import NotFound
+from services.api.job_pages import ExecutionPages
+from services.api.listing import LISTED, TaskListing
 from shared.domain.redaction import REDACTED
 from shared.domain.schedule import next_cron_fire
 
@@ -23,24 +25,19 @@ class Queries:
     def __init__(self, session: Session, keyspace: str) -> None:
         self._session = session
         ks = keyspace
-        listed = "created_at, task_id, last_modified_at, jobs_count"
+        listed = LISTED
         self._task_jobs = session.prepare(f"SELECT job_id FROM {ks}.jobs WHERE task_id = ?")
         self._job = session.prepare(f"SELECT * FROM {ks}.jobs WHERE task_id = ? AND job_id = ?")
-        self._tasks_page = session.prepare(f"SELECT {listed} FROM {ks}.tasks_by_creation WHERE bucket = 0 LIMIT ?")
+        self._listing = TaskListing(session, keyspace)
         self._word_page = session.prepare(f"SELECT {listed} FROM {ks}.task_words WHERE word = ? LIMIT ?")
         # Keyset pages (nextUrl): rows strictly after the last one of the previous page, whatever was added since.
-        self._tasks_after = session.prepare(
-            f"SELECT {listed} FROM {ks}.tasks_by_creation WHERE bucket = 0 AND (created_at, task_id) < (?, ?) LIMIT ?"
-        )
         self._word_after = session.prepare(
             f"SELECT {listed} FROM {ks}.task_words WHERE word = ? AND (created_at, task_id) < (?, ?) LIMIT ?"
         )
         self._counter = session.prepare(f"SELECT value FROM {ks}.counters WHERE name = ?")
         self._task_row = session.prepare(f"SELECT last_modified_at FROM {ks}.tasks WHERE task_id = ?")
         self._task_jobs_count = session.prepare(f"SELECT jobs FROM {ks}.task_counters WHERE task_id = ?")
-        self._executions_page = session.prepare(
-            f"SELECT {SUMMARY_COLUMNS} FROM {ks}.executions WHERE task_id = ? AND job_id = ? LIMIT ?"
-        )
+        self._execution_pages = ExecutionPages(session, keyspace, SUMMARY_COLUMNS)
         self._executions_count = session.prepare(
             f"SELECT executions FROM {ks}.job_counters WHERE task_id = ? AND job_id = ?"
         )
@@ -72,13 +69,14 @@ class Queries:
     def job_page(
         self, task_id: str, job_id: uuid.UUID, page: int, size: int
     ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
-        """A job, page `page` (from 1) of its executions newest first, and its execution count: the three
-        single-partition reads are in flight at once, so the page costs the slowest of them, not their sum."""
+        """A job, page `page` (from 1) of its executions newest first, and its execution count: the job's row,
+        its count and the page's first reads are in flight at once (services/api/job_pages.py: about one page
+        of rows read, whatever the page's number)."""
         job = self._session.execute_async(self._job, (task_id, job_id))
-        executions = self._session.execute_async(self._executions_page, (task_id, job_id, page * size))
+        executions = self._execution_pages.start(task_id, job_id, page, size)
         count = self._session.execute_async(self._executions_count, (task_id, job_id))
         doc = self._job_doc(task_id, job_id, job.result().one())
-        rows = list(executions.result())[(page - 1) * size :]
+        rows = self._execution_pages.rows(executions, task_id, job_id, page, size)
         count_row = count.result().one()
         return doc, [execution_summary(r) for r in rows], int(count_row.executions) if count_row else 0
 
@@ -124,12 +122,12 @@ class Queries:
         walking the pages this way visits every task once even while new tasks arrive.
         """
         if after is not None and word is None:
-            rows = list(self._session.execute(self._tasks_after, (*after, size)))
+            rows = self._listing.after(*after, size)
         elif after is not None:
             rows = list(self._session.execute(self._word_after, (word, *after, size)))
         elif word is None:
-            rows = list(self._session.execute(self._tasks_page, (page * size,)))[(page - 1) * size :]
-        else:
+            rows = self._listing.page(page, size)
+        else:  # a word's partition holds its tasks (search is not bucketed: docs/read-model.md)
             rows = list(self._session.execute(self._word_page, (word, page * size)))[(page - 1) * size :]
         total = self.count("tasks" if word is None else f"word:{word}")
         items = [

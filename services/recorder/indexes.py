@@ -15,6 +15,8 @@ from datetime import datetime
 
 from cassandra.cluster import Session
 
+from services.recorder.buckets import listing_bucket, stored_bucket
+from services.recorder.numbers import ExecutionNumbers
 from services.recorder.timestamps import write_time
 from shared.contract.events import (
     ExecutionDue,
@@ -27,7 +29,7 @@ from shared.contract.events import (
 )
 from shared.infra.writes import Writes
 
-BUCKET = 0  # every task in one listing partition; see docs/benchmarks.md (reads at scale)
+BUCKET = 0  # /status's running and scheduled lists: one partition each (the task listing: buckets.py)
 GATED_MEMORY = 10_000  # execution ids whose gate this process has passed, remembered (oldest forgotten first)
 
 
@@ -47,14 +49,17 @@ class Indexes:
         # the first. Index rows are never removed, so a remembered gate stays true.
         self._gated: dict[uuid.UUID, None] = {}
         ks = keyspace
+        # The gate records the task's listing bucket too (values: task_gate_values), once: the bucket never moves.
         self.task_gate = session.prepare(
-            f"INSERT INTO {ks}.task_index (task_id, created_at) VALUES (?, ?) IF NOT EXISTS"
+            f"INSERT INTO {ks}.task_index (task_id, created_at, bucket) VALUES (?, ?, ?) IF NOT EXISTS"
         )
         self.task_listing = session.prepare(f"SELECT created_at FROM {ks}.task_index WHERE task_id = ?")
         self._job_gate = session.prepare(f"INSERT INTO {ks}.job_index (task_id, job_id) VALUES (?, ?) IF NOT EXISTS")
         self._execution_gate = session.prepare(
-            f"INSERT INTO {ks}.execution_index (task_id, job_id, execution_id) VALUES (?, ?, ?) IF NOT EXISTS"
+            f"INSERT INTO {ks}.execution_index (task_id, job_id, execution_id, numbering) VALUES (?, ?, ?, true)"
+            " IF NOT EXISTS"
         )
+        self._numbers = ExecutionNumbers(session, keyspace)
         # Listing rows. last_modified_at is written at the event's time, so the latest modification wins
         # whatever the order of arrival. jobs_count is a copy of the task's counter written with the count
         # itself as write timestamp: counts only grow, so the highest one read wins even when two recorders
@@ -77,6 +82,9 @@ class Indexes:
         )
         self._jobs_of_task = session.prepare(f"SELECT jobs FROM {ks}.task_counters WHERE task_id = ?")
         self._count = session.prepare(f"UPDATE {ks}.counters SET value = value + 1 WHERE name = ?")
+        self._count_in_bucket = session.prepare(
+            f"UPDATE {ks}.task_buckets SET tasks = tasks + 1 WHERE listing = 'all' AND bucket = ?"
+        )
         self._count_job = session.prepare(f"UPDATE {ks}.task_counters SET jobs = jobs + 1 WHERE task_id = ?")
         self._schedule = session.prepare(
             f"INSERT INTO {ks}.scheduled_jobs (bucket, task_id, job_id) VALUES (?, ?, ?) USING TIMESTAMP ?"
@@ -103,11 +111,11 @@ class Indexes:
     def job_ordered(self, e: JobOrder, w: Writes) -> None:
         """A job created or replaced: its task, the job and its first execution listed and counted once; a job
         that runs later is listed as scheduled."""
-        created = self._task_seen(e.task_id, e.occurred_at, w)
+        created, bucket = self._task_seen(e.task_id, e.occurred_at, w)
         self._job_seen(e.task_id, e.job_id, w)
         if e.execution_id is not None:
             self._execution_seen(e.task_id, e.job_id, e.execution_id, w)
-        self._copy_jobs_count(e.task_id, created, w)
+        self._copy_jobs_count(e.task_id, created, bucket, w)
         ts = write_time(e.occurred_at)
         if e.definition.runs_now:
             w.add(self._unschedule, (ts, BUCKET, e.task_id, e.job_id))
@@ -154,32 +162,45 @@ class Indexes:
             ),
         )
 
-    def _task_seen(self, task_id: str, at: datetime, w: Writes) -> datetime:
-        """Lists the task (counted once) and marks it modified at `at`; returns its creation time."""
-        result = self._session.execute(self.task_gate, (task_id, at)).one()
-        # An applied gate answers [applied] alone; one not applied also the row it found.
-        return self.task_listed(task_id, at, result.applied, getattr(result, "created_at", None), w)
+    @staticmethod
+    def task_gate_values(task_id: str, at: datetime) -> tuple[str, datetime, int]:
+        """The values of `task_gate` for a task first seen at `at`: listed in the hour it was created in."""
+        return task_id, at, listing_bucket(at)
 
-    def task_listed(self, task_id: str, at: datetime, first: bool, created_at: datetime | None, w: Writes) -> datetime:
-        """The listing writes of a task whose gate (`task_gate` with `at`) answered `first` (applied) or the
-        stored `created_at`; returns its creation time. The API uses it too, for a task it sees first."""
+    def _task_seen(self, task_id: str, at: datetime, w: Writes) -> tuple[datetime, int]:
+        """Lists the task (counted once) and marks it modified at `at`; returns its creation time and bucket."""
+        result = self._session.execute(self.task_gate, self.task_gate_values(task_id, at)).one()
+        # An applied gate answers [applied] alone; one not applied also the row it found.
+        if result.applied:
+            return self.task_listed(task_id, at, True, None, w), listing_bucket(at)
+        bucket = stored_bucket(getattr(result, "bucket", None))
+        return self.task_listed(task_id, at, False, getattr(result, "created_at", None), w, bucket), bucket
+
+    def task_listed(
+        self, task_id: str, at: datetime, first: bool, created_at: datetime | None, w: Writes, bucket: int | None = None
+    ) -> datetime:
+        """The listing writes of a task whose gate (`task_gate` with `task_gate_values(task_id, at)`) answered
+        `first` (applied), or the stored `created_at` and `bucket`; returns its creation time. The API uses it
+        too, for a task it sees first."""
         created = at if first or created_at is None else created_at  # the task's one creation time
+        listed_in = listing_bucket(created) if bucket is None else bucket
         ts = write_time(at)
-        w.add(self._list_task, (ts, at, BUCKET, created, task_id))
+        w.add(self._list_task, (ts, at, listed_in, created, task_id))
         words = task_words(task_id)
         for word in words:
             w.add(self._word, (ts, at, word, created, task_id))
         if first:
             w.count(self._count, ("tasks",))
+            w.count(self._count_in_bucket, (listed_in,))
             for word in words:
                 w.count(self._count, (f"word:{word}",))
         return created
 
-    def _copy_jobs_count(self, task_id: str, created: datetime, w: Writes) -> None:
+    def _copy_jobs_count(self, task_id: str, created: datetime, bucket: int, w: Writes) -> None:
         w.send_counts()  # the task's count may have just been incremented
         row = self._session.execute(self._jobs_of_task, (task_id,)).one()
         jobs = int(row.jobs) if row else 0
-        w.add(self._list_count, (jobs, jobs, BUCKET, created, task_id))
+        w.add(self._list_count, (jobs, jobs, bucket, created, task_id))
         for word in task_words(task_id):
             w.add(self._word_count, (jobs, jobs, word, created, task_id))
 
@@ -191,8 +212,16 @@ class Indexes:
     def _execution_seen(self, task_id: str, job_id: uuid.UUID, execution_id: uuid.UUID, w: Writes) -> None:
         if execution_id in self._gated:
             return
-        if self._session.execute(self._execution_gate, (task_id, job_id, execution_id)).one().applied:
+        gate = self._session.execute(self._execution_gate, (task_id, job_id, execution_id)).one()
+        if gate.applied:
             w.count(self._count_execution, (task_id, job_id))
+        # Numbered when first seen; a gate passed without a number written is another recorder's claim under way
+        # or a claim cut short (services/recorder/numbers.py). An execution gated by an older recorder (no
+        # `numbering`) stays unnumbered: its job page reads it the old way.
+        if gate.applied:
+            self._numbers.number(task_id, job_id, execution_id, w)
+        elif getattr(gate, "numbering", None) and getattr(gate, "number", None) is None:
+            self._numbers.number_pending(task_id, job_id, execution_id, w)
         self._gated[execution_id] = None
         if len(self._gated) > GATED_MEMORY:
             del self._gated[next(iter(self._gated))]

@@ -34,7 +34,9 @@ class Projections:
             indexes, order = early
             if self._session.execute(indexes.task_listing, (order.task_id,)).one() is not None:
                 return
-            gate = self._session.execute(indexes.task_gate, (order.task_id, order.occurred_at)).one()
+            gate = self._session.execute(
+                indexes.task_gate, indexes.task_gate_values(order.task_id, order.occurred_at)
+            ).one()
             if gate.applied:
                 indexes.task_listed(order.task_id, order.occurred_at, True, None, w)
 
@@ -52,7 +54,8 @@ class Projections:
         indexes, order = early
         if await awaited(self._session.execute_async(indexes.task_listing, (order.task_id,))):
             return
-        gate = await awaited(self._session.execute_async(indexes.task_gate, (order.task_id, order.occurred_at)))
+        values = indexes.task_gate_values(order.task_id, order.occurred_at)
+        gate = await awaited(self._session.execute_async(indexes.task_gate, values))
         if gate[0].applied:  # seen first here: listed and counted here (the recorder's gate then finds it)
             w = Writes(self._session)
             indexes.task_listed(order.task_id, order.occurred_at, True, None, w)

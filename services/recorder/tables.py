@@ -52,12 +52,24 @@ SCHEMA = Schema(
         "CREATE TABLE IF NOT EXISTS {ks}.job_index (task_id text, job_id uuid, PRIMARY KEY ((task_id), job_id))",
         """CREATE TABLE IF NOT EXISTS {ks}.execution_index (
         task_id text, job_id uuid, execution_id timeuuid, PRIMARY KEY ((task_id, job_id), execution_id))""",
-        # GET /tasks: every task, newest first (one partition: bucket 0), with what a listing shows of each task
-        # (last_modified_at, jobs_count) copied in, so a page is one read.
+        # GET /tasks: every task, newest first, one partition per hour of creation (services/recorder/buckets.py;
+        # bucket 0 holds the tasks listed before issue 19), with what a listing shows of each task
+        # (last_modified_at, jobs_count) copied in, so a page is one read per hour it spans.
         """CREATE TABLE IF NOT EXISTS {ks}.tasks_by_creation (
         bucket int, created_at timestamp, task_id text, last_modified_at timestamp, jobs_count bigint,
         PRIMARY KEY ((bucket), created_at, task_id)
     ) WITH CLUSTERING ORDER BY (created_at DESC, task_id DESC)""",
+        # The non-empty hour buckets of the listing ('all') and how many tasks each holds, newest first: a page
+        # walks them and skips whole hours by their counts. One row per hour, not per task.
+        """CREATE TABLE IF NOT EXISTS {ks}.task_buckets (
+        listing text, bucket int, tasks counter, PRIMARY KEY ((listing), bucket)
+    ) WITH CLUSTERING ORDER BY (bucket DESC)""",
+        # A job's executions numbered 1, 2, 3... in the order the recorder first saw them (services/recorder/
+        # numbers.py): page N of a job is a range of numbers, not N pages of rows.
+        """CREATE TABLE IF NOT EXISTS {ks}.execution_numbers (
+        task_id text, job_id uuid, number int, execution_id timeuuid,
+        PRIMARY KEY ((task_id, job_id), number)
+    ) WITH CLUSTERING ORDER BY (number DESC)""",
         # GET /search: one partition per word of a task id, newest first; same copied columns.
         """CREATE TABLE IF NOT EXISTS {ks}.task_words (
         word text, created_at timestamp, task_id text, last_modified_at timestamp, jobs_count bigint,
@@ -96,6 +108,13 @@ SCHEMA = Schema(
         ("task_words", "jobs_count", "bigint"),
         ("hosts", "farm", "text"),
         ("executions", "output_bytes", "bigint"),
+        # The hour bucket a task is listed in (none: the legacy bucket 0), written by its gate only.
+        ("task_index", "bucket", "int"),
+        # An execution gated by a recorder that numbers executions (written by the gate only), and its number
+        # once claimed: a gate row with `numbering` and no number is a claim cut short (recorder/numbers.py).
+        ("execution_index", "numbering", "boolean"),
+        ("execution_index", "number", "int"),
     ),
-    retained=("executions", "execution_output"),  # executions with their logs and their live output
+    # executions with their logs and their live output; their numbers go with them
+    retained=("executions", "execution_output", "execution_numbers"),
 )

@@ -161,6 +161,8 @@ def test_tasks_listed_before_the_copied_columns_existed_still_show_them(
 ) -> None:
     ks, task = backends.keyspace, f"legacy-{uuid.uuid4().hex[:6]}"
     created = datetime(2001, 1, 1, tzinfo=UTC)
+    # Listed in the one partition of those versions (bucket 0), its gate row without a bucket.
+    cassandra.execute(f"INSERT INTO {ks}.task_index (task_id, created_at) VALUES (%s, %s)", (task, created))
     cassandra.execute(
         f"INSERT INTO {ks}.tasks_by_creation (bucket, created_at, task_id) VALUES (0, %s, %s)", (created, task)
     )

@@ -7,6 +7,7 @@ import pytest
 from cassandra.cluster import Session
 
 from services.recorder.bootstrap import serve
+from services.recorder.buckets import listing_bucket
 from services.recorder.handlers import Recorder
 from services.recorder.indexes import Indexes
 from services.recorder.projections import Projections
@@ -207,9 +208,10 @@ def test_listing_rows_carry_the_latest_modification_and_the_job_count_whatever_t
         recorder.record(event)
     ks = backends.keyspace
     listed = cassandra.execute(
-        f"SELECT created_at, last_modified_at, jobs_count FROM {ks}.tasks_by_creation WHERE bucket = 0"
+        f"SELECT created_at, last_modified_at, jobs_count FROM {ks}.tasks_by_creation WHERE bucket = %s"
         " AND created_at = %s AND task_id = %s",
-        (requests[2].occurred_at, task),  # the first request seen created the task
+        # the first request seen created the task, in the listing's partition of its hour
+        (listing_bucket(requests[2].occurred_at), requests[2].occurred_at, task),
     ).one()
     assert listed is not None
     assert listed.jobs_count == 3

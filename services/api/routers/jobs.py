@@ -65,8 +65,9 @@ def get_job(
     for e in executions:
         e["url"] = urls.execution(task_id, jid, e["executionId"])
     job["executions"] = executions
-    # The counter is the recorder's; right after a POST the early projection may be ahead of it.
-    job["executionCount"] = max(count, (page - 1) * size + len(executions))
+    # The counter is the recorder's; right after a POST the early projection may be ahead of it (a page past the
+    # last, empty, says nothing about the count).
+    job["executionCount"] = max(count, (page - 1) * size + len(executions)) if executions else count
     job["executionsPage"] = page
     job["executionsPerPage"] = size
     return {"task": {"id": task_id, "url": urls.task(task_id)}, "job": job}
