@@ -3,6 +3,8 @@ own) to an HTTP status and a plain `{"error": message}` body at the edge, and no
 
 import logging
 
+from cassandra import OperationTimedOut, RequestExecutionException
+from cassandra.cluster import NoHostAvailable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -11,6 +13,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shared.process.logs import bound, trace_ids
 
 log = logging.getLogger(__name__)
+# Cassandra did not answer (no replica, too few replicas up for the consistency, a timeout): the request may be
+# tried again; a query Cassandra refuses (InvalidRequest...) is a bug and stays a 500.
+STORE_UNAVAILABLE = (NoHostAvailable, OperationTimedOut, RequestExecutionException)
 REQUEST_IDS = "fastlane.ids"  # scope key: the request id and traceparent the guard gave the request
 
 
@@ -78,6 +83,19 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    async def on_store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        ids = request.scope.get(REQUEST_IDS, {})
+        with bound(request_id=ids.get("request_id"), **trace_ids(ids.get("traceparent"))):
+            log.warning("Cassandra did not answer", extra={"path": request.url.path, "error": str(exc)[:300]})
+        headers = {"Retry-After": "1"} | (
+            {"X-Request-ID": ids["request_id"], "traceparent": ids["traceparent"]} if ids else {}
+        )
+        message = "the job store did not answer in time; try again"
+        return JSONResponse({"error": message}, status_code=503, headers=headers)
+
+    for kind in STORE_UNAVAILABLE:
+        app.add_exception_handler(kind, on_store_unavailable)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -51,6 +51,11 @@ def group_consumer(settings: SchedulerSettings) -> Consumer:
 
 def state_reader(settings: SchedulerSettings) -> StateReader:
     """The reader of the state and archive topics, with its probe of where their writers have reached."""
+    return StateReader(lambda: state_consumers(settings))
+
+
+def state_consumers(settings: SchedulerSettings) -> tuple[Consumer, Consumer]:
+    """(probe, reader) of the state and archive topics."""
     loader = f"{group_id(settings, 'scheduler')}-loader"
     # Where writers have reached, transactions still open included (read_committed stops before those).
     probe = Consumer(
@@ -72,7 +77,7 @@ def state_reader(settings: SchedulerSettings) -> StateReader:
             "fetch.wait.max.ms": 10,
         }
     )
-    return StateReader(probe, reader)
+    return probe, reader
 
 
 def job_store(settings: SchedulerSettings) -> JobStore:

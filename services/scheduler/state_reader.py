@@ -3,6 +3,7 @@
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -27,13 +28,26 @@ class StateSource(Protocol):
 
 class StateReader:
     """Reads with `reader` (read_committed, end-of-partition events on) up to where `probe` (read_uncommitted)
-    finds the partition's end. One reader serves every read: a new consumer takes ~0.5 s to its first fetch."""
+    finds the partition's end. One reader serves every read: a new consumer takes ~0.5 s to its first fetch.
+    A read that fails replaces both (made by `consumers`): after a broker of a cluster died, a probe kept
+    answering "unknown partition" for every partition it had not read yet, long after the broker was back, and the
+    scheduler never owned a partition again (the cluster test's first run)."""
 
-    def __init__(self, probe: Consumer, reader: Consumer) -> None:
-        self.probe = probe
-        self.reader = reader
+    def __init__(self, consumers: Callable[[], tuple[Consumer, Consumer]]) -> None:
+        self.consumers = consumers
+        self.probe, self.reader = consumers()
 
     def read_states(self, topic: str, partition: int) -> tuple[dict[uuid.UUID, JobState], int]:
+        """`_read_states`, with new consumers after a failure (the caller tries again later)."""
+        try:
+            return self._read_states(topic, partition)
+        except KafkaException:
+            log.warning("state reader failed; its consumers are replaced", extra={"topic": topic})
+            self.close()
+            self.probe, self.reader = self.consumers()
+            raise
+
+    def _read_states(self, topic: str, partition: int) -> tuple[dict[uuid.UUID, JobState], int]:
         """The latest committed state per job on one partition of `topic`, and how many records were read.
 
         Read up to the end writers had reached when the read began, transactions open then included: a

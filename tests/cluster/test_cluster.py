@@ -107,37 +107,41 @@ def test_one_broker_and_one_node_killed_mid_stream_lose_nothing(cluster: Cluster
 
     injector = threading.Thread(target=faults, name="faults")
     injector.start()
-    round_id = "c"
-    submitted = 0
-    while time.monotonic() - started < STREAM_S:
-        for spec in job_specs(f"{round_id}{submitted}", 1, cluster.hooks.url):
-            checker.submit(spec)
-        submitted += 1
-        time.sleep(max(0.0, started + submitted / JOBS_PER_S - time.monotonic()))
-    mark(f"stream ended: {submitted} POSTs")
-    injector.join()
-
-    # Replicas: kill one scheduler and one recorder; the survivor of each must take all partitions.
     failover: dict[str, float] = {}
-    for service in ("scheduler", "recorder"):
-        before = cluster.members(service)
-        assert len(before) == 2, f"{service}: two replicas expected before the kill, got {before}"
-        killed_at = time.monotonic()
-        cluster.stack.kill(f"{service}-2")
-        mark(f"kill -9 {service}-2 (partitions before: {sorted(before.values())})")
-        failover[f"{service} partitions moved"] = cluster.wait_single_owner(service, timeout=120)
-        cluster.probe()
-        failover[f"{service}: kill to a new job read done"] = time.monotonic() - killed_at
-        mark(f"{service}: survivor holds every partition after {failover[f'{service} partitions moved']:.1f} s")
-        cluster.stack.restart(f"{service}-2")
+    recovered: float | None = None
+    try:
+        submitted = 0
+        while time.monotonic() - started < STREAM_S:
+            for spec in job_specs(f"c{submitted}", 1, cluster.hooks.url):
+                checker.submit(spec)
+            submitted += 1
+            time.sleep(max(0.0, started + submitted / JOBS_PER_S - time.monotonic()))
+        mark(f"stream ended: {submitted} POSTs")
+        injector.join()
 
-    recovered = checker.wait_settled(SETTLE_BOUND_S)
-    mark(f"settled after {recovered}")
-    time.sleep(QUIET_S)
-    reader.halt.set()
-    reader.join(30)
-    verdict = checker.verdict()
-    write_results(checker, verdict, reader, events, failover, recovered)
+        # Replicas: kill one scheduler and one recorder; the survivor of each must take all partitions.
+        for service in ("scheduler", "recorder"):
+            before = cluster.members(service)
+            assert len(before) == 2, f"{service}: two replicas expected before the kill, got {before}"
+            killed_at = time.monotonic()
+            cluster.stack.kill(f"{service}-2")
+            mark(f"kill -9 {service}-2 (partitions before: {sorted(before.values())})")
+            failover[f"{service}: partitions moved to the survivor"] = cluster.wait_single_owner(service, 120)
+            mark(f"{service}: the survivor holds every partition")
+            cluster.probe()
+            failover[f"{service}: from the kill to a new job read done"] = time.monotonic() - killed_at
+            mark(f"{service}: a new job done")
+            cluster.stack.restart(f"{service}-2")
+
+        recovered = checker.wait_settled(SETTLE_BOUND_S)
+        mark(f"settled after {recovered}")
+        time.sleep(QUIET_S)
+    finally:
+        reader.halt.set()
+        reader.join(30)
+        injector.join(120)
+        verdict = checker.verdict()
+        write_results(checker, verdict, reader, events, failover, recovered)
 
     starts, ends, _ = verdict.seen
     assert starts and ends, "the checker saw no container start or no execution end"

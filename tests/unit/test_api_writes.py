@@ -8,6 +8,9 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
+from cassandra import InvalidRequest, OperationTimedOut, ReadTimeout
+from cassandra import Unavailable as CassandraUnavailable
+from cassandra.cluster import NoHostAvailable
 from fastapi.testclient import TestClient
 
 from services.api.accepting import Acceptor, JobOrderDraft
@@ -185,9 +188,9 @@ def test_a_key_that_cannot_be_claimed_publishes_nothing(
 
 
 def fake_backends(
-    publisher: FakePublisher, projection: FakeProjection, keys: FakeKeys
+    publisher: FakePublisher, projection: FakeProjection, keys: FakeKeys, queries: Any = None
 ) -> Callable[[ApiSettings], Backends]:
-    """The API's backends with fake writes and no queries (a read raises AttributeError)."""
+    """The API's backends with fake writes and `queries` (none by default: a read raises AttributeError)."""
 
     def make(settings: ApiSettings) -> Backends:
         topics = Topics.from_settings(settings)
@@ -195,7 +198,7 @@ def fake_backends(
             settings=settings,
             topics=topics,
             orders=publisher,
-            queries=cast(Any, None),
+            queries=queries,
             writes=Acceptor(publisher, projection, keys, topics),
             cluster=cast(Any, FakeCluster()),
             session=cast(Any, None),
@@ -270,3 +273,43 @@ def test_an_unexpected_error_is_logged_and_answered_with_the_request_s_ids(
         "req-500",
         "4bf92f3577b34da6a3ce929d0e0e4736",
     )
+
+
+class FailingQueries:
+    """Every read raises `error`, as the Cassandra driver does when too few replicas answer."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __getattr__(self, _name: str) -> Callable[..., Any]:
+        def fail(*_args: Any, **_kwargs: Any) -> Any:
+            raise self.error
+
+        return fail
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OperationTimedOut("Client request timeout"),
+        NoHostAvailable("Unable to complete the operation against any hosts", {}),
+        CassandraUnavailable("Cannot achieve consistency level LOCAL_QUORUM"),
+        ReadTimeout("Operation timed out - received only 1 responses"),
+    ],
+)
+def test_a_read_cassandra_does_not_answer_is_a_503_to_try_again(
+    publisher: FakePublisher, projection: FakeProjection, keys: FakeKeys, error: Exception
+) -> None:
+    make = fake_backends(publisher, projection, keys, FailingQueries(error))
+    with TestClient(create_app(ONLY_BILLING, make_backends=make), raise_server_exceptions=False) as c:
+        answer = c.get(f"/tasks/billing-1/jobs/{uuid.uuid4()}")
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert answer.json() == {"error": "the job store did not answer in time; try again"}
+
+
+def test_a_query_cassandra_refuses_stays_an_internal_error(
+    publisher: FakePublisher, projection: FakeProjection, keys: FakeKeys
+) -> None:
+    make = fake_backends(publisher, projection, keys, FailingQueries(InvalidRequest("table jobs does not exist")))
+    with TestClient(create_app(ONLY_BILLING, make_backends=make), raise_server_exceptions=False) as c:
+        assert c.get(f"/tasks/billing-1/jobs/{uuid.uuid4()}").status_code == 500
