@@ -96,8 +96,10 @@ class Step:
             return  # not (or no longer) ours: its owner handles it, from the offsets committed for it
         trace = traceparent_of(msg.headers())
         with bound(**event_ids(event), **trace_ids(trace)):
+            # Outside the poison guard: a failure to read the archive (Kafka away) is the loop's to handle, by
+            # going back to the last commit and trying again, never a reason to park the order.
+            state = self.state(partition, event.job_id, archived=type(event) in READS_ARCHIVE)
             try:
-                state = self.state(partition, event.job_id, archived=type(event) in READS_ARCHIVE)
                 decided = handle(state, event, self.now, self.policy)
                 if trace is not None and isinstance(event, JobOrder) and decided.state is not None:
                     decided = Decision(decided.state.model_copy(update={"trace": trace}), decided.publish)

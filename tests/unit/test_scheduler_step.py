@@ -5,7 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from services.scheduler import handlers, step
 from services.scheduler.handlers import Policy
@@ -96,6 +96,17 @@ def test_an_update_of_a_finished_job_starts_from_its_archived_state() -> None:
     state = result.changed[finished.job_id][1]
     assert state is not None and state.generation == 5
     assert (ARCHIVE, 0) in source.reads
+
+
+def test_an_order_whose_archive_cannot_be_read_is_left_to_the_loop_not_parked() -> None:
+    # Kafka away while the archive is read (a broker of the cluster killed): the step fails as a whole, the loop
+    # goes back to the last commit and the order comes again; parking it would lose a retry or a stop.
+    source = FakeSource()
+    store = owning(0, source=source)
+    source.failure = KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION, "Failed to get watermark offsets"))
+    update = JobUpdated(task_id="t", job_id=uuid.uuid4(), definition=DEFINITION)
+    with pytest.raises(KafkaException):
+        decide([record(update)], store, POLICY)
 
 
 def test_two_orders_for_one_job_in_a_batch_build_on_each_other() -> None:
