@@ -25,6 +25,7 @@ from shared.process.settings import ApiSettings
 # On SIGTERM, requests in flight get this long to finish; then they are ended. Live followers (SSE) never
 # finish by themselves: without it, one open follower would keep the API from stopping.
 SHUTDOWN_GRACE_S = 5
+WORKER_HEALTHCHECK_S = 30  # a worker silent this long is hung: killed and started again
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -79,6 +80,10 @@ def main() -> None:
                 "services.api.__main__:worker_app",
                 factory=True,
                 workers=settings.api_processes,
+                # uvicorn's supervisor kills a worker that does not answer its ping within this (default 5 s);
+                # on a small machine under a broker's or a node's failover (the cluster test: load average 15-30)
+                # a healthy worker missed it and was killed with its requests in flight.
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
                 **common,  # type: ignore[arg-type]
             )
         finally:
