@@ -14,6 +14,7 @@ from typing import Any
 from cassandra.cluster import ResponseFuture, Session
 
 from services.api.paging import executions_plan
+from shared.infra.cassandra import retried_reads
 
 IN_CHUNK = 100  # execution ids per IN read (a page of 10,000 is 100 reads sent at once)
 
@@ -35,6 +36,7 @@ class ExecutionPages:
             f"SELECT number, execution_id FROM {ks}.execution_numbers WHERE {job} AND number >= ? AND number <= ?"
         )
         self._rows = session.prepare(f"SELECT {columns} FROM {ks}.executions WHERE {job} AND execution_id IN ?")
+        retried_reads(self)  # a slow coordinator is asked again (shared/infra/cassandra.py)
 
     def start(self, task_id: str, job_id: uuid.UUID, page: int, size: int) -> tuple[ResponseFuture, ...]:
         """The first reads of the page, sent now (the caller reads the job's row meanwhile)."""

@@ -18,6 +18,7 @@ from cassandra.cluster import Session
 
 from services.api.paging import BucketRead, read_buckets, skip_buckets
 from services.recorder.buckets import LEGACY_BUCKET, listing_bucket, stored_bucket
+from shared.infra.cassandra import retried_reads
 
 LISTED = "created_at, task_id, last_modified_at, jobs_count"
 BUCKETS_FETCHED = 1000  # hour rows per round trip while skipping hours
@@ -40,6 +41,7 @@ class TaskListing:
             f"SELECT {LISTED} FROM {ks}.tasks_by_creation WHERE bucket = ? AND (created_at, task_id) < (?, ?) LIMIT ?"
         )
         self._task_bucket = session.prepare(f"SELECT bucket FROM {ks}.task_index WHERE task_id = ?")
+        retried_reads(self)  # a slow coordinator is asked again (shared/infra/cassandra.py)
 
     def page(self, page: int, size: int) -> list[Any]:
         """Page `page` (from 1)."""

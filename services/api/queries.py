@@ -12,6 +12,7 @@ from services.api.job_pages import ExecutionPages
 from services.api.listing import LISTED, TaskListing
 from shared.domain.redaction import REDACTED
 from shared.domain.schedule import next_cron_fire
+from shared.infra.cassandra import retried_reads
 
 
 def iso(value: datetime | None) -> str | None:
@@ -56,6 +57,7 @@ class Queries:
         self._deliveries = session.prepare(
             f"SELECT * FROM {ks}.deliveries WHERE task_id = ? AND job_id = ? AND execution_id = ?"
         )
+        retried_reads(self)  # a slow coordinator is asked again (shared/infra/cassandra.py)
 
     def task_job_ids(self, task_id: str) -> list[uuid.UUID]:
         rows = list(self._session.execute(self._task_jobs, (task_id,)))

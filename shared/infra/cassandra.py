@@ -9,7 +9,7 @@ from typing import Any
 
 from cassandra import ConsistencyLevel, InvalidRequest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import ConstantSpeculativeExecutionPolicy, DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement
 
 from shared.infra.net import wait_for_port
@@ -57,6 +57,20 @@ def serial(session: Session, statement: PreparedStatement) -> PreparedStatement:
     return statement
 
 
+# A read not answered after this is sent once more, to the next coordinator (only statements marked idempotent:
+# `retried_reads`): a coordinator that chose a replica just killed, not yet known dead, waits for its timeout.
+SPECULATE_AFTER_S = 2.0
+
+
+def retried_reads(holder: object) -> None:
+    """Mark every SELECT prepared on `holder` (its attributes) idempotent: the driver may send it again to another
+    coordinator when the first is slow (speculative execution) or its connection dies. Writes are never marked
+    (counters and lightweight transactions must not run twice)."""
+    for value in vars(holder).values():
+        if isinstance(value, PreparedStatement) and value.query_string.lstrip().upper().startswith("SELECT"):
+            value.is_idempotent = True
+
+
 def _profile(settings: Settings) -> ExecutionProfile:
     """Every statement's defaults: token-aware routing (the coordinator is a replica of the row), the configured
     consistency for reads and writes and for the Paxos phase of lightweight transactions."""
@@ -65,6 +79,7 @@ def _profile(settings: Settings) -> ExecutionProfile:
         request_timeout=10,
         consistency_level=ConsistencyLevel.name_to_value[settings.cassandra_consistency],
         serial_consistency_level=ConsistencyLevel.name_to_value[settings.cassandra_serial_consistency],
+        speculative_execution_policy=ConstantSpeculativeExecutionPolicy(delay=SPECULATE_AFTER_S, max_attempts=1),
     )
 
 

@@ -31,6 +31,7 @@ MAIN_ENGINE = "unix:///var/run/docker.sock"
 CLUSTER_ENGINE = f"unix://{ROOT / '.local' / 'run' / 'docker3.sock'}"
 RUNNERS = {"node-1": MAIN_ENGINE, "node-2": MAIN_ENGINE, "node-3": CLUSTER_ENGINE}
 TEST_IMAGE = "fastlane-test:latest"
+POST_TIMEOUT_S = 75.0
 
 
 def cluster_env() -> dict[str, str]:
@@ -157,7 +158,11 @@ class ClusterStack:
 
     def checker(self) -> Checker:
         assert self.event_watch is not None
-        return Checker(self.stack.url, self.engine_watch, self.event_watch, self.hooks, self.api_watch)
+        # A POST is answered within the API's own bound (services/api/orders.py: 2 x 8 s for the broker's
+        # acknowledgement, 20 s for the commit, 30 s more: 66 s), 504 past it; a client that gives up sooner
+        # cannot know whether its job was enqueued (it would send it again with an Idempotency-Key).
+        client = httpx.Client(timeout=POST_TIMEOUT_S)
+        return Checker(self.stack.url, self.engine_watch, self.event_watch, self.hooks, self.api_watch, client)
 
     def hosts(self) -> dict[str, dict[str, Any]]:
         try:

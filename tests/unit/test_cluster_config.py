@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 from cassandra import ConsistencyLevel
+from cassandra.policies import ConstantSpeculativeExecutionPolicy
+from cassandra.query import PreparedStatement
 from pydantic import ValidationError
 
 from shared.contract.topics import Topics
-from shared.infra.cassandra import _profile
+from shared.infra.cassandra import _profile, retried_reads
 from shared.process.settings import RunnerSettings, Settings
 from tests.cluster.stack import cluster_env
 
@@ -64,3 +66,22 @@ def test_every_placeholder_of_a_cluster_template_is_filled_by_its_script(templat
     filled = set(re.findall(r"s#@([A-Z_]+)@#", (ROOT / "deploy" / "scripts" / script).read_text()))
     assert placeholders, template
     assert placeholders <= filled
+
+
+def prepared(cql: str) -> PreparedStatement:
+    return PreparedStatement(None, b"id", None, cql, "ks", 5, None, None)
+
+
+def test_only_reads_are_sent_again_to_another_coordinator() -> None:
+    class Holder:
+        def __init__(self) -> None:
+            self.read = prepared(" select a from t where k = ?")
+            self.write = prepared("INSERT INTO t (k) VALUES (?) IF NOT EXISTS")
+            self.count = prepared("UPDATE c SET n = n + 1 WHERE k = ?")
+
+    holder = Holder()
+    retried_reads(holder)
+    assert holder.read.is_idempotent
+    assert not holder.write.is_idempotent and not holder.count.is_idempotent
+    policy = _profile(Settings()).speculative_execution_policy
+    assert isinstance(policy, ConstantSpeculativeExecutionPolicy)
