@@ -5,8 +5,8 @@ it are done with (offsets.py), so a crash redelivers, never skips. The assignmen
 all it can hold in hand (polling without fetching keeps the membership alive), and resumed when one is done with.
 Leaving the group (blacklisted, circuit open) closes the consumer: the farm's other runners take the partitions;
 joining again makes a new one, so nothing (paused partitions, a half-finished rebalance) carries over. A consumer
-that stalled while the broker answers (after a broker pause: shared/infra/kafka/consumer_stall.py) is replaced the
-same way: it leaves, and a new one joins.
+that stalled after a broker pause (shared/infra/kafka/consumer_stall.py) is replaced the same way: it leaves,
+and a new one joins.
 """
 
 import contextlib
@@ -85,8 +85,8 @@ class Intake:
         self.consumer = None
 
     def renew_if_stalled(self, stop: threading.Event) -> bool:
-        """Replace a consumer stalled while the broker answers (after a broker pause librdkafka can keep one that
-        never fetches again: see consumer_stall.py): it leaves the group as when this runner stops taking work
+        """Replace a stalled consumer (after a broker pause librdkafka can keep one that never gets anything
+        again: see consumer_stall.py): it leaves the group as when this runner stops taking work
         (the messages being claimed are acknowledged first), and a new one joins. A message delivered again
         meanwhile is held already or finds its claim in the ledger: nothing runs twice. True when replaced."""
         consumer, watch = self.consumer, self.watch
@@ -94,7 +94,7 @@ class Intake:
             return False
         if not watch.stalled(consumer):
             return False
-        log.warning("Kafka consumer stalled while the broker answers; starting over with a new one", extra=watch.why())
+        log.warning("Kafka consumer stalled; starting over with a new one", extra=watch.why())
         self.leave(stop)
         self.join()
         return True

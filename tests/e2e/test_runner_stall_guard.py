@@ -1,8 +1,8 @@
 """The runner intake's guard against a consumer stalled after a broker pause (shared/infra/kafka/consumer_stall.py)
 on a real broker: two runners' intakes of one farm group, through their rebalance, fetching and paused at
 capacity, are never taken for stalled ones, and librdkafka's statistics carry what the guard reads (answers
-received, the group's coordinator, each assigned partition's fetch state). The stall itself comes from a broker
-pause: the fault suite's round pause15s-kafka (tests/faults) is where the replacement is seen at work."""
+received, the coordinator answering heartbeats, each assigned partition's fetch state). The stall itself comes
+from a broker pause: the fault suite's round pause15s-kafka (tests/faults) is where the replacement is seen."""
 
 import subprocess
 import threading
@@ -66,7 +66,7 @@ def test_healthy_consumers_are_never_taken_for_stalled_ones(settings: Settings, 
     stop = threading.Event()
     intakes: list[tuple[Intake, Watched]] = []
     for n in range(2):
-        watch = Watched(after_s=4.0)  # two bad statistics in a row would do
+        watch = Watched(after_s=8.0)  # three bad statistics in a row would do
         config = consumer_config(settings, group, on_stats=watch.statistics)
         slots = Slots(capacity=1, lookahead=0)
         if n == 1:  # the second runner is at capacity all along: its partitions stay paused (not a stall)
@@ -98,7 +98,7 @@ def test_healthy_consumers_are_never_taken_for_stalled_ones(settings: Settings, 
         answered = [(s, assigned) for s, assigned in watch.judged if s.answered]
         assert len(answered) >= 2, watch.judged
         for sample, assigned in answered:
-            assert sample.coordinator
+            assert sample.coordinator and sample.member and sample.heartbeats
             assert not (assigned & sample.not_fetched), (assigned, sample)
     # Partitions the first one does not hold are "not fetched" in its statistics: the watch only minds its own.
     first = intakes[0][1].judged[-1]

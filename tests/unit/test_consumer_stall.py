@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 import shared.infra.kafka.consumer as consumer_module
 from services.runner.intake import Intake
@@ -30,14 +30,23 @@ class Clock:
         return self.now
 
 
-def stats(rx: int, fetch: dict[int, str], cgrp_state: str | None = "up", join_state: str = "steady") -> str:
-    """librdkafka's statistics, the parts the watch reads: each broker's responses received (`rx`), the group's
-    state and join state, each partition's fetch state (the "-1" pseudo-partition included, as librdkafka sends
-    it)."""
+def stats(
+    rx: int,
+    fetch: dict[int, str],
+    cgrp_state: str | None = "up",
+    join_state: str = "steady",
+    coordinator_rx: int | None = None,
+) -> str:
+    """librdkafka's statistics, the parts the watch reads: the responses each connection received (`rx`; the
+    group coordinator's, `coordinator_rx`, the same unless told), the group's state and join state, each
+    partition's fetch state (the "-1" pseudo-partition included, as librdkafka sends it)."""
     partitions: dict[str, Any] = {str(p): {"fetch_state": state, "consumer_lag": -1} for p, state in fetch.items()}
     partitions["-1"] = {"fetch_state": "none"}
     body: dict[str, Any] = {
-        "brokers": {"127.0.0.2:9092/1": {"nodeid": 1, "state": "UP", "rx": rx}},
+        "brokers": {
+            "127.0.0.2:9092/1": {"nodeid": 1, "state": "UP", "rx": rx},
+            "GroupCoordinator": {"nodeid": -1, "state": "UP", "rx": rx if coordinator_rx is None else coordinator_rx},
+        },
         "topics": {TOPIC: {"partitions": partitions}},
     }
     if cgrp_state is not None:
@@ -46,23 +55,13 @@ def stats(rx: int, fetch: dict[int, str], cgrp_state: str | None = "up", join_st
 
 
 class Assigned:
-    """A consumer's assignment, and a broker that answers metadata requests (`answers`) or not."""
-
-    def __init__(self, *partitions: int, answers: bool = False) -> None:
+    def __init__(self, *partitions: int) -> None:
         self.partitions = list(partitions)
-        self.answers = answers
         self.asked = 0
-        self.probed = 0
 
     def assignment(self) -> list[TopicPartition]:
         self.asked += 1
         return [TopicPartition(TOPIC, p) for p in self.partitions]
-
-    def list_topics(self, topic: str | None = None, timeout: float = -1) -> object:
-        self.probed += 1
-        if not self.answers:
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "paused broker"))
-        return object()
 
 
 def feed(watch: StallWatch, clock: Clock, consumer: Assigned, samples: list[str], every_s: float = 5.0) -> list[bool]:
@@ -81,41 +80,43 @@ def test_an_assigned_partition_never_fetched_while_the_broker_answers_is_a_stall
     consumer = Assigned(0, 1)
     # Partition 1 stays in fetch state "none" (librdkafka issue 5586); heartbeats keep being answered (rx grows).
     said = feed(watch, clock, consumer, [stats(10 * i, {0: "active", 1: "none"}) for i in range(1, 8)])
-    # The first sample has nothing to compare rx with; the stall counts from the second (t=10), so t=30 says so.
+    # The first statistics have nothing to compare rx with; the count starts at the second (t=110), so t=130 says so.
     assert said == [False, False, False, False, False, True, True]
-    assert watch.why()["not_fetched"] == [f"{TOPIC}[1]"]
-    assert consumer.probed == 1  # the first statistics only: after that, the answers received say it
+    assert watch.why()["stuck_partitions"] == [f"{TOPIC}[1]"]
 
 
-def test_a_consumer_stuck_outside_its_group_and_sending_nothing_is_a_stall_when_the_broker_answers() -> None:
+def test_no_group_coordinator_or_no_settled_membership_while_the_broker_answers_is_a_stall() -> None:
+    for cgrp_state, join_state in (("wait-coord", "init"), ("up", "wait-join"), ("up", "wait-unassign-to-complete")):
+        clock = Clock()
+        watch = StallWatch(after_s=10.0, clock=clock)
+        samples = [stats(5 * i, {}, cgrp_state, join_state) for i in range(1, 5)]
+        assert feed(watch, clock, Assigned(), samples) == [False, False, False, True], (cgrp_state, join_state)
+
+
+def test_a_member_whose_coordinator_stopped_answering_is_a_stall() -> None:
     clock = Clock()
     watch = StallWatch(after_s=10.0, clock=clock)
-    # Not a settled member (no assignment), receiving nothing: a metadata request tells whether the broker answers.
-    silent = [stats(3, {}, join_state="wait-unassign-to-complete")] * 4
-    consumer = Assigned(answers=True)
-    assert feed(watch, clock, consumer, silent) == [False, False, True, True]
-    assert consumer.probed == 4 and watch.why()["member"] is False
+    consumer = Assigned(0)
+    # Settled, fetching, but its requests to the coordinator time out unsent (the recorder and the notifier in the
+    # fault suite): no heartbeat answered while fetches are.
+    samples = [stats(10 + i, {0: "active"}, coordinator_rx=10) for i in range(1, 6)]
+    assert feed(watch, clock, consumer, samples) == [False, False, False, True, True]
+    assert watch.why()["heartbeats"] is False
 
 
-def test_no_group_coordinator_while_the_broker_answers_is_a_stall() -> None:
+def test_a_broker_that_answers_nothing_is_an_outage_until_the_longer_limit() -> None:
     clock = Clock()
-    watch = StallWatch(after_s=10.0, clock=clock)
-    said = feed(watch, clock, Assigned(), [stats(5 * i, {}, cgrp_state="wait-coord") for i in range(1, 5)])
-    assert said == [False, False, False, True]
-    assert watch.why()["coordinator"] is False
-
-
-def test_a_broker_that_answers_nothing_is_an_outage_not_a_stall() -> None:
-    clock = Clock()
-    watch = StallWatch(after_s=10.0, clock=clock)
-    consumer = Assigned(0, answers=False)
-    # A paused broker: nothing received, metadata requests time out; the partition not fetched, no coordinator.
-    assert not any(feed(watch, clock, consumer, [stats(7, {0: "none"}, "query-coord", "init")] * 12))
-    assert consumer.probed == 12
-    # Back: the first answers start the count afresh (the pause itself does not count).
-    consumer.answers = True
+    watch = StallWatch(after_s=10.0, clock=clock)  # and 30 s when nothing answers
+    consumer = Assigned(0)
+    # A paused broker: nothing received, no coordinator: the count of the short limit never starts.
+    assert feed(watch, clock, consumer, [stats(7, {0: "none"}, "query-coord", "init")] * 3) == [False] * 3
+    # Back: answers start the count of the short limit afresh.
     said = feed(watch, clock, consumer, [stats(7 + i, {0: "none"}) for i in range(1, 5)])
     assert said == [False, False, True, True]
+    # A consumer that hears nothing at all, stuck: replaced at the longer limit anyway.
+    watch.reset()
+    said = feed(watch, clock, consumer, [stats(3, {}, "up", "wait-join")] * 8)
+    assert said == [False] * 6 + [True, True]
 
 
 def test_healthy_or_recovering_consumers_are_left_alone() -> None:
@@ -130,7 +131,9 @@ def test_healthy_or_recovering_consumers_are_left_alone() -> None:
     # A rebalance (joining again) that ends before the limit is no stall either.
     samples = [stats(200 + i, {0: "active"}, join_state="steady" if i % 3 == 0 else "wait-sync") for i in range(9)]
     assert not any(feed(watch, clock, consumer, samples))
-    assert consumer.probed == 0  # the answers received said the broker answers
+    # Nor is a broker pause shorter than the longer limit.
+    samples = [*[stats(300, {0: "active"}, "up", "steady")] * 4, *[stats(300 + i, {0: "active"}) for i in range(3)]]
+    assert not any(feed(watch, clock, consumer, samples))
 
 
 def test_judged_once_per_statistics_and_afresh_after_reset() -> None:
@@ -145,13 +148,29 @@ def test_judged_once_per_statistics_and_afresh_after_reset() -> None:
     assert not watch.stalled(consumer)
 
 
+def test_no_statistics_while_polling_is_a_stall_but_not_while_the_caller_was_busy() -> None:
+    clock = Clock()
+    watch = StallWatch(after_s=10.0, clock=clock)
+    consumer = Assigned(0)
+    watch.statistics(stats(1, {0: "active"}))
+    assert not watch.stalled(consumer)
+    clock.now += 30  # the caller was busy (a handler retrying): the statistics wait for its next poll
+    assert not watch.stalled(consumer)
+    for _ in range(9):  # polling every second, statistics never come
+        clock.now += 1
+        assert not watch.stalled(consumer)
+    clock.now += 1
+    assert watch.stalled(consumer)
+    assert watch.why()["coordinator"] is True
+
+
 def test_odd_statistics_never_raise() -> None:
     clock = Clock()
-    watch = StallWatch(after_s=0.0, clock=clock)
+    watch = StallWatch(after_s=5.0, clock=clock)
     for raw in ("not json", "[]", json.dumps({"brokers": {"b": {"rx": "x"}}}), json.dumps({"topics": {"t": {}}})):
         watch.statistics(raw)
-    assert watch.why() == {}
-    assert not watch.stalled(Assigned(0, answers=True))
+    assert watch.why() == {"statistics": "none lately"}
+    assert not watch.stalled(Assigned(0))
 
 
 def test_the_consumer_config_chains_the_lag_metric_and_the_watch() -> None:
@@ -185,9 +204,6 @@ class FakeConsumer:
 
     def assignment(self) -> list[TopicPartition]:
         return [] if self.closed else self.partitions
-
-    def list_topics(self, topic: str | None = None, timeout: float = -1) -> object:
-        return object()
 
     def poll(self, timeout: float) -> None:
         return None
@@ -228,7 +244,7 @@ def test_the_runner_intake_replaces_a_stalled_consumer() -> None:
         clock.now += 5
         watch.statistics(stats(i, {0: "none"}))
         renewed.append(intake.renew_if_stalled(stop))
-    assert renewed == [False, False, True, False, False]  # and the new consumer is judged afresh
+    assert renewed == [False, False, False, True, False]  # and the new consumer is judged afresh
     first, second = made
     assert first.closed and first.commits == 1  # left the group as when it stops taking work
     assert intake.consumer is second and second.subscribed == [TOPIC] and not second.closed

@@ -117,7 +117,7 @@ def run_consumer(
     stored after success, so a crash means redelivery, never loss. Handlers must therefore be idempotent. A
     message that keeps failing by its own fault is parked on the dead-letter topic with the reason, after
     `on_poison` (which may record a final state for it) had its chance; then the loop goes on. A consumer that
-    stalled while the broker answers (consumer_stall.py) is closed (committing what was stored) and a new one
+    stalled after a broker pause (consumer_stall.py) is closed (committing what was stored) and a new one
     subscribes: what was polled but not stored comes again.
     """
     topics = Topics.from_settings(settings)
@@ -134,7 +134,7 @@ def run_consumer(
     try:
         while not stop.is_set():
             if watch.stalled(consumer):
-                log.warning("Kafka consumer stalled while the broker answers; starting over", extra=watch.why())
+                log.warning("Kafka consumer stalled; starting over with a new one", extra=watch.why())
                 with contextlib.suppress(Exception):
                     consumer.close()
                 consumer = open_consumer()
