@@ -68,6 +68,7 @@ class OrderPublisher:
         self._transaction_timeout_ms = transaction_timeout_ms
         self._queue: queue.Queue[Order] = queue.Queue()
         self._producer: Producer | None = None
+        self._initializing: Producer | None = None  # made, its transactions not initialised yet (retried)
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="orders", daemon=True)
         self._thread.start()
@@ -108,7 +109,21 @@ class OrderPublisher:
     # --- the committing thread -------------------------------------------------------------------------------
 
     def _new_producer(self, timeout: float) -> Producer:
-        producer = Producer(
+        """A producer with its transactions initialised. One whose initialisation timed out (its coordinator is
+        moving: a broker of the cluster died) is kept and initialised again with the next orders, as librdkafka
+        allows, rather than dropped and made anew for every batch: the cluster test saw librdkafka crash the API
+        worker in that churn."""
+        producer, self._initializing = self._initializing or self._make_producer(), None
+        try:
+            producer.init_transactions(max(timeout, 0.5))
+        except KafkaException as exc:
+            if exc.args[0].retriable():
+                self._initializing = producer
+            raise
+        return producer
+
+    def _make_producer(self) -> Producer:
+        return Producer(
             {
                 "bootstrap.servers": self._settings.kafka_bootstrap,
                 "transactional.id": f"{self._settings.topic_prefix}api-{uuid.uuid4()}",
@@ -120,8 +135,6 @@ class OrderPublisher:
                 "message.max.bytes": self._settings.max_message_bytes,
             }
         )
-        producer.init_transactions(max(timeout, 0.5))
-        return producer
 
     def _discard_producer(self) -> None:
         """Drop the producer whose transaction state is unknown or broken; its open transaction, if any, is
