@@ -50,7 +50,9 @@ class Reader(threading.Thread):
     def __init__(self, stack: ClusterStack, checker: Checker) -> None:
         super().__init__(name="reader", daemon=True)
         self.stack, self.checker = stack, checker
-        self.client = httpx.Client(timeout=10)
+        # The API answers a read within its Cassandra request timeout (10 s) and one speculative retry; this
+        # client waits longer, so "no answer" means the API did not answer, not that this client gave up first.
+        self.client = httpx.Client(timeout=30)
         self.answers: Counter[str] = Counter()
         self.errors: list[tuple[float, str, str]] = []
         self.halt = threading.Event()
