@@ -69,6 +69,7 @@ class OrderPublisher:
         self._queue: queue.Queue[Order] = queue.Queue()
         self._producer: Producer | None = None
         self._initializing: Producer | None = None  # made, its transactions not initialised yet (retried)
+        self._aborting = False  # the producer's last abort timed out: asked again before its next transaction
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="orders", daemon=True)
         self._thread.start()
@@ -139,12 +140,9 @@ class OrderPublisher:
     def _discard_producer(self) -> None:
         """Drop the producer whose transaction state is unknown or broken; its open transaction, if any, is
         never committed (nothing commits it) and the coordinator aborts it after transaction.timeout.ms."""
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                producer.purge(in_queue=True, in_flight=True, blocking=False)
-            except Exception:
-                log.exception("could not purge the discarded producer")
+        # Not purged: purging a transactional producer whose abort had timed out crashed librdkafka (a segfault in
+        # its main thread took an API worker down twice in the cluster test); its destruction drops what is left.
+        self._producer, self._aborting = None, False
 
     def _take(self) -> list[Order]:
         try:
@@ -193,6 +191,11 @@ class OrderPublisher:
                 fail(f"no transactional producer: {exc}")
                 return
         producer = self._producer
+        if self._aborting:  # the last abort timed out: it must end before a new transaction begins
+            self._abort(producer)
+            if self._aborting or self._producer is None:
+                fail("the previous transaction is still being aborted")
+                return
         try:
             producer.begin_transaction()
         except KafkaException as exc:
@@ -224,8 +227,15 @@ class OrderPublisher:
     def _abort(self, producer: Producer) -> None:
         try:
             producer.abort_transaction(5)
+            self._aborting = False
         except KafkaException as exc:
-            # Not aborted yet, but never committed either: the coordinator aborts it when it times out.
+            error: KafkaError = exc.args[0]
+            if error.retriable() and not error.fatal():
+                # Its coordinator is moving (a broker died): asked again before the next orders, on this producer.
+                log.warning("abort not confirmed yet; asked again with the next orders", extra={"error": str(exc)})
+                self._aborting = True
+                return
+            # Not aborted, but never committed either: the coordinator aborts it when it times out.
             log.warning("abort failed; producer replaced", extra={"error": str(exc)})
             self._discard_producer()
 
