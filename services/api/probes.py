@@ -1,11 +1,26 @@
 """Questions the operating routes ask the backing services directly (not the read model): does Kafka answer,
 does Cassandra answer, and how many messages each worker group has yet to process."""
 
+import threading
+
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from shared.contract.topics import Topics, group_id, runner_group
 from shared.process.settings import ApiSettings
+
+_ADMINS: dict[str, AdminClient] = {}
+_ADMINS_LOCK = threading.Lock()
+
+
+def _admin(bootstrap: str) -> AdminClient:
+    """One admin client per process and cluster, kept for the process's life. A client made per request and let
+    go while its requests were still pending (the status page timed out on them during a broker's death) crashed
+    librdkafka's main thread in the cluster test: a segfault that took an API worker down."""
+    with _ADMINS_LOCK:
+        if bootstrap not in _ADMINS:
+            _ADMINS[bootstrap] = AdminClient({"bootstrap.servers": bootstrap})
+        return _ADMINS[bootstrap]
 
 
 def queue_lengths(settings: ApiSettings, topics: Topics, timeout: float) -> dict[str, dict[str, int]]:
@@ -16,7 +31,7 @@ def queue_lengths(settings: ApiSettings, topics: Topics, timeout: float) -> dict
         topics.executions: group_id(settings, "recorder"),
         topics.output: group_id(settings, "recorder.output"),
     }
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = _admin(settings.kafka_bootstrap)
     metadata = admin.list_topics(timeout=timeout).topics
     queues: dict[str, dict[str, int]] = {}
     for topic, group in workers.items():
@@ -25,8 +40,10 @@ def queue_lengths(settings: ApiSettings, topics: Topics, timeout: float) -> dict
             {tp: OffsetSpec.latest() for tp in partitions},  # type: ignore[no-untyped-call]
             request_timeout=timeout,
         )
-        ends = {tp.partition: f.result().offset for tp, f in latest.items()}
-        committed_future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, partitions)])
-        committed = {tp.partition: tp.offset for tp in committed_future[group].result().topic_partitions}
+        ends = {tp.partition: f.result(timeout=timeout).offset for tp, f in latest.items()}
+        committed_future = admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group, partitions)], request_timeout=timeout
+        )
+        committed = {tp.partition: tp.offset for tp in committed_future[group].result(timeout=timeout).topic_partitions}
         queues[topic] = {"length": sum(max(0, end - max(committed.get(p, 0), 0)) for p, end in ends.items())}
     return queues
