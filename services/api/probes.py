@@ -10,21 +10,40 @@ from shared.contract.topics import Topics, group_id, runner_group
 from shared.process.settings import ApiSettings
 
 _ADMINS: dict[str, AdminClient] = {}
-_ADMINS_LOCK = threading.Lock()
+# Admin clients given up on (their requests kept failing): kept referenced, never destroyed, since destroying one
+# with requests pending crashed librdkafka; at most RETIRED_MAX, then the last one is used as it is.
+_RETIRED: list[AdminClient] = []
+RETIRED_MAX = 8
+_ASKING = threading.Lock()  # one status request asks Kafka at a time; the others answer without queue lengths
 
 
 def _admin(bootstrap: str) -> AdminClient:
-    """One admin client per process and cluster, kept for the process's life. A client made per request and let
-    go while its requests were still pending (the status page timed out on them during a broker's death) crashed
-    librdkafka's main thread in the cluster test: a segfault that took an API worker down."""
-    with _ADMINS_LOCK:
-        if bootstrap not in _ADMINS:
-            _ADMINS[bootstrap] = AdminClient({"bootstrap.servers": bootstrap})
-        return _ADMINS[bootstrap]
+    """One admin client per process and cluster, kept while it answers. A client made per request and let go
+    while its requests were still pending (the status page timed out on them during a broker's death) crashed
+    librdkafka's main thread in the cluster test: a segfault that took an API worker down. One that stops
+    answering (stale metadata after a broker's death) is retired and a new one made."""
+    if bootstrap not in _ADMINS:
+        _ADMINS[bootstrap] = AdminClient({"bootstrap.servers": bootstrap})
+    return _ADMINS[bootstrap]
 
 
 def queue_lengths(settings: ApiSettings, topics: Topics, timeout: float) -> dict[str, dict[str, int]]:
-    """Consumer lag per topic: messages not yet processed by the group that works that topic."""
+    """Consumer lag per topic: messages not yet processed by the group that works that topic. One request asks at
+    a time (a request asking Kafka can wait up to a few timeouts: those would fill the API's thread pool while a
+    broker is away); TimeoutError when another is asking."""
+    if not _ASKING.acquire(blocking=False):
+        raise TimeoutError("another status request is asking Kafka for the queue lengths")
+    try:
+        return _queue_lengths(settings, topics, timeout)
+    except Exception:
+        if len(_RETIRED) < RETIRED_MAX and settings.kafka_bootstrap in _ADMINS:
+            _RETIRED.append(_ADMINS.pop(settings.kafka_bootstrap))
+        raise
+    finally:
+        _ASKING.release()
+
+
+def _queue_lengths(settings: ApiSettings, topics: Topics, timeout: float) -> dict[str, dict[str, int]]:
     workers = {
         topics.jobs: group_id(settings, "scheduler"),
         **{topic: runner_group(settings, farm) for farm, topic in topics.farm_due.items()},
