@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from services.devstack import DevStack
@@ -217,6 +218,43 @@ class ClusterStack:
 
         wait_until(done, timeout, f"probe job {url} to be done")
         return time.monotonic() - started
+
+    def orders_in_kafka(self, job_ids: list[str], timeout: float = 60) -> dict[str, str]:
+        """Where each job's orders are on the jobs topic, read committed and not (evidence for a lost job, taken
+        while the cluster is still as the round left it)."""
+        found: dict[str, str] = {}
+        for isolation in ("read_committed", "read_uncommitted"):
+            consumer = Consumer(
+                {
+                    "bootstrap.servers": self.settings.kafka_bootstrap,
+                    "group.id": f"cluster-evidence-{uuid.uuid4().hex[:6]}",
+                    "isolation.level": isolation,
+                    "enable.partition.eof": True,
+                    "enable.auto.commit": False,
+                }
+            )
+            try:
+                partitions = consumer.list_topics(self.topics.jobs, timeout=10).topics[self.topics.jobs].partitions
+                consumer.assign([TopicPartition(self.topics.jobs, p, OFFSET_BEGINNING) for p in partitions])
+                ended: set[int] = set()
+                hits: dict[str, list[str]] = {j: [] for j in job_ids}
+                deadline = time.monotonic() + timeout
+                while len(ended) < len(partitions) and time.monotonic() < deadline:
+                    msg = consumer.poll(1.0)
+                    if msg is None:
+                        continue
+                    if msg.error() is not None:
+                        ended.add(msg.partition() or 0)
+                        continue
+                    key = (msg.key() or b"").decode(errors="replace")
+                    if key in hits:
+                        hits[key].append(f"p{msg.partition()}@{msg.offset()}")
+                for job_id, where in hits.items():
+                    read = "all partitions" if len(ended) == len(partitions) else f"{len(ended)} partitions"
+                    found[job_id] = f"{found.get(job_id, '')} {isolation}: {where or 'absent'} ({read});".strip()
+            finally:
+                consumer.close()
+        return found
 
 
 def dump(path: Path, data: Any) -> None:

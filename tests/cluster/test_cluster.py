@@ -10,6 +10,7 @@ received) must count 0 lost, 0 duplicated, 0 wrong; every execution final; no re
 Figures go to .local/cluster-test/results.md (docs/scaling.md quotes them)."""
 
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -154,6 +155,9 @@ def test_one_broker_and_one_node_killed_mid_stream_lose_nothing(cluster: Cluster
         reader.join(30)
         injector.join(120)
         verdict = checker.verdict()
+        lost_jobs = [m.group(1) for line in verdict.lost if (m := re.search(r"job ([0-9a-f-]{36})", line))]
+        if lost_jobs:  # while the cluster is as the round left it: were their orders in Kafka?
+            events.extend(f"lost job {j}: {where}" for j, where in cluster.orders_in_kafka(lost_jobs).items())
         write_results(checker, verdict, reader, events, failover, recovered)
 
     starts, ends, _ = verdict.seen
