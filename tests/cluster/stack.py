@@ -23,6 +23,7 @@ from shared.contract.topics import Topics, group_id
 from shared.process.settings import Settings
 from tests.faults.backends import ROOT, SCRIPTS, CassandraBackend, JvmBackend, KafkaBackend, port_open, wait_until
 from tests.faults.checker import ApiWatch, Checker, EngineWatch, EventWatch, WebhookReceiver
+from tests.faults.stack import probe_job
 
 CLUSTER_ENV = ROOT / "deploy" / "cluster" / "cluster.env"
 TEST_DIR = ROOT / ".local" / "cluster-test"
@@ -31,7 +32,6 @@ CASSANDRA_ADDRS = ("127.0.2.1", "127.0.2.2", "127.0.2.3")
 MAIN_ENGINE = "unix:///var/run/docker.sock"
 CLUSTER_ENGINE = f"unix://{ROOT / '.local' / 'run' / 'docker3.sock'}"
 RUNNERS = {"node-1": MAIN_ENGINE, "node-2": MAIN_ENGINE, "node-3": CLUSTER_ENGINE}
-TEST_IMAGE = "fastlane-test:latest"
 POST_TIMEOUT_S = 75.0
 
 
@@ -202,21 +202,7 @@ class ClusterStack:
     def probe(self, timeout: float = 120) -> float:
         """Seconds from POST until a probe job reads `done`."""
         started = time.monotonic()
-        task = f"probe-{self.run}"
-        response = self.http.post(
-            f"{self.stack.url}/tasks/{task}", json={"image": TEST_IMAGE, "command": f"echo probe-{uuid.uuid4().hex}"}
-        )
-        response.raise_for_status()
-        url = f"{self.stack.url}/tasks/{task}/jobs/{response.json()['jobId']}"
-
-        def done() -> bool:
-            try:
-                executions = self.http.get(url).json()["job"]["executions"]
-            except (httpx.HTTPError, ValueError, KeyError):
-                return False
-            return bool(executions) and executions[0]["status"] == "done"
-
-        wait_until(done, timeout, f"probe job {url} to be done")
+        probe_job(self.http, self.stack.url, f"probe-{self.run}", timeout)
         return time.monotonic() - started
 
     def orders_in_kafka(self, job_ids: list[str], timeout: float = 60) -> dict[str, str]:

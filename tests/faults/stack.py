@@ -78,6 +78,23 @@ class Service:
             self.stack.wait_until_ready(timeout=120)
 
 
+def probe_job(http: httpx.Client, api_url: str, task: str, timeout: float) -> None:
+    """POST an `echo` job to `task` and wait until its execution reads `done` (the stack works end to end)."""
+    marker = f"probe-{uuid.uuid4().hex[:8]}"
+    response = http.post(f"{api_url}/tasks/{task}", json={"image": TEST_IMAGE, "command": f"echo {marker}"})
+    response.raise_for_status()
+    url = f"{api_url}/tasks/{task}/jobs/{response.json()['jobId']}"
+
+    def done() -> bool:
+        try:
+            executions = http.get(url).json()["job"]["executions"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return False
+        return bool(executions) and executions[0]["status"] == "done"
+
+    wait_until(done, timeout, f"probe job {url} to be done")
+
+
 class FaultStack:
     def __init__(self) -> None:
         self.run = uuid.uuid4().hex[:6]
@@ -259,22 +276,7 @@ class FaultStack:
         return path
 
     def probe(self, timeout: float = 60) -> None:
-        marker = f"probe-{uuid.uuid4().hex[:8]}"
-        task = f"probe-{self.run}"
-        response = self.http.post(
-            f"{self.stack.url}/tasks/{task}", json={"image": TEST_IMAGE, "command": f"echo {marker}"}
-        )
-        response.raise_for_status()
-        url = f"{self.stack.url}/tasks/{task}/jobs/{response.json()['jobId']}"
-
-        def done() -> bool:
-            try:
-                executions = self.http.get(url).json()["job"]["executions"]
-            except (httpx.HTTPError, ValueError, KeyError):
-                return False
-            return bool(executions) and executions[0]["status"] == "done"
-
-        wait_until(done, timeout, f"probe job {url} to be done")
+        probe_job(self.http, self.stack.url, f"probe-{self.run}", timeout)
 
     # -- a second scheduler (the zombie round) ----------------------------------------------------------------
 
