@@ -5,6 +5,7 @@ on a topic prefix and keyspace of their own: an API of 2 processes, 2 schedulers
 3 runners (node-1 and node-2 on the main engine, node-3 on docker3). Its data lives in .local/cluster-test, wiped
 at every start; `make run-cluster` must not be running (same addresses)."""
 
+import contextlib
 import json
 import shlex
 import shutil
@@ -108,54 +109,52 @@ class ClusterStack:
         self.event_watch: EventWatch | None = None
         self.api_watch = ApiWatch()
         self.http = httpx.Client(timeout=10)
-        self.started_engine = False
+        self.teardown = contextlib.ExitStack()
 
     def up(self) -> None:
+        """Start everything; each piece is registered for `down` as soon as it is started, so a start that fails
+        half-way still stops what did start."""
         taken = [f"{n.address}:{n.port}" for n in (*self.kafka, *self.cassandra) if port_open(n.address, n.port)]
         if taken:
             raise RuntimeError(f"{', '.join(taken)} already answer: stop `make run-cluster` (make stop-cluster)")
         shutil.rmtree(TEST_DIR / "cluster", ignore_errors=True)
+        self.teardown.callback(self.http.close)
         for broker in self.kafka:
+            self.teardown.callback(broker.stop)  # SIGCONT first: a paused JVM is stopped too
             broker.start()
         for node in self.cassandra:  # one after the other: nodes joining all at once can stall gossip
+            self.teardown.callback(node.stop)
             node.start()
             node.wait_ready()
         for broker in self.kafka:
             broker.wait_ready()
-        self.started_engine = not self.engine_ready()
+        if not self.engine_ready():
+            self.teardown.callback(
+                subprocess.run, [str(SCRIPTS / "cluster.sh"), "engine", "stop"], check=False, timeout=120
+            )
         subprocess.run([str(SCRIPTS / "cluster.sh"), "engine", "start"], check=True, timeout=180)
-        self.stack.__enter__()
+        self.teardown.enter_context(self.stack)
         for name in ("scheduler-2", "recorder-2", "notifier-2"):
             self.stack.start(name.split("-")[0], name=name)
         for host, engine in RUNNERS.items():
             self.stack.start("runner", name=f"runner-{host}", FASTLANE_HOST_NAME=host, FASTLANE_DOCKER_HOST=engine)
         self.wait_hosts_available(timeout=180)
-        self.hooks.start()
-        self.engine_watch.start()
+        for watch in (self.hooks, self.engine_watch):
+            watch.start()
+            self.teardown.callback(watch.stop)
         self.event_watch = EventWatch(self.settings.kafka_bootstrap, [self.topics.executions, *self.topics.all_due])
         self.event_watch.start()
+        self.teardown.callback(self.event_watch.stop)
         self.api_watch.start()
+        self.teardown.callback(self.api_watch.stop)
 
     def engine_ready(self) -> bool:
         found = subprocess.run(["docker", "-H", CLUSTER_ENGINE, "info"], capture_output=True, check=False)
         return found.returncode == 0
 
     def down(self) -> None:
-        backends: list[JvmBackend] = [*self.kafka, *self.cassandra]
-        for backend in backends:
-            if backend.alive():
-                backend.resume()
-        self.api_watch.stop()
-        if self.event_watch is not None:
-            self.event_watch.stop()
-        self.engine_watch.stop()
-        self.hooks.stop()
-        self.http.close()
-        self.stack.stop()
-        for backend in backends:
-            backend.stop()
-        if self.started_engine:
-            subprocess.run([str(SCRIPTS / "cluster.sh"), "engine", "stop"], check=False, timeout=120)
+        """Stop what `up` started, last started first; every stop is tried even when one before it raised."""
+        self.teardown.close()
 
     def checker(self) -> Checker:
         assert self.event_watch is not None
