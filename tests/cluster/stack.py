@@ -204,6 +204,14 @@ class ClusterStack:
         probe_job(self.http, self.stack.url, f"probe-{self.run}", timeout)
         return time.monotonic() - started
 
+    def log_lines(self, needle: str, limit: int = 40) -> list[str]:
+        """The services' log lines that mention `needle` (a lost job's id), file by file."""
+        found: list[str] = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            with path.open(errors="replace") as lines:
+                found.extend(f"{path.name}: {line.rstrip()[:400]}" for line in lines if needle in line)
+        return found[:limit]
+
     def orders_in_kafka(self, job_ids: list[str], timeout: float = 60) -> dict[str, str]:
         """Where each job's orders are on the jobs topic, read committed and not (evidence for a lost job, taken
         while the cluster is still as the round left it)."""

@@ -13,7 +13,7 @@ import random
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 
 import httpx
@@ -33,6 +33,7 @@ DOWN_S = 20.0  # each killed backend stays down this long
 MAX_IN_FLIGHT = 16
 SETTLE_BOUND_S = 300.0
 QUIET_S = 8.0
+WINDOW_S = 10.0  # the results count POST answers per window of this many seconds
 
 
 @pytest.fixture(scope="module")
@@ -117,12 +118,14 @@ def test_one_broker_and_one_node_killed_mid_stream_lose_nothing(cluster: Cluster
         # One POST every 1/JOBS_PER_S seconds, each from its own thread: a POST held up by a failover does not
         # hold up the stream (at most MAX_IN_FLIGHT wait at once).
         posts: list[threading.Thread] = []
+        answers: defaultdict[int, Counter[str]] = defaultdict(Counter)  # by when the POST was sent
         in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
 
         def submit(n: int) -> None:
             with in_flight:
                 for spec in job_specs(f"c{n}", 1, cluster.hooks.url):
-                    checker.submit(spec)
+                    sent = time.monotonic() - started
+                    answers[int(sent // WINDOW_S)]["200" if checker.submit(spec) else "refused"] += 1
 
         while time.monotonic() - started < STREAM_S:
             posts.append(threading.Thread(target=submit, args=(len(posts),), name="post"))
@@ -131,6 +134,8 @@ def test_one_broker_and_one_node_killed_mid_stream_lose_nothing(cluster: Cluster
         for post in posts:
             post.join(60)
         mark(f"stream ended: {len(posts)} POSTs")
+        for window, tally in sorted(answers.items()):
+            events.append(f"POSTs sent at {window * WINDOW_S:3.0f}-{(window + 1) * WINDOW_S:3.0f} s: {dict(tally)}")
         injector.join()
 
         # Replicas: kill one scheduler and one recorder; the survivor of each must take all partitions.
@@ -158,6 +163,7 @@ def test_one_broker_and_one_node_killed_mid_stream_lose_nothing(cluster: Cluster
         lost_jobs = [m.group(1) for line in verdict.lost if (m := re.search(r"job ([0-9a-f-]{36})", line))]
         if lost_jobs:  # while the cluster is as the round left it: were their orders in Kafka?
             events.extend(f"lost job {j}: {where}" for j, where in cluster.orders_in_kafka(lost_jobs).items())
+            events.extend(f"lost job {j}: {line}" for j in lost_jobs for line in cluster.log_lines(j))
         write_results(checker, verdict, reader, events, failover, recovered)
 
     starts, ends, _ = verdict.seen
