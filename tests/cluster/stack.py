@@ -46,34 +46,34 @@ def cluster_env() -> dict[str, str]:
     return env
 
 
-class KafkaNode(KafkaBackend):
+class ClusterNode(JvmBackend):
+    """Node n of the cluster's Kafka or Cassandra, run by deploy/scripts/cluster.sh in the foreground."""
+
+    KIND: str
+    ADDRESSES: tuple[str, ...]
+    PORT: int
+    READY_TIMEOUT_S: float
+
     def __init__(self, n: int) -> None:
         JvmBackend.__init__(
             self,
-            f"kafka-{n}",
+            f"{self.KIND}-{n}",
             "cluster.sh",
-            KAFKA_ADDRS[n - 1],
-            9092,
-            ready_timeout=180,
-            args=("node", "kafka", str(n), "foreground"),
+            self.ADDRESSES[n - 1],
+            self.PORT,
+            ready_timeout=self.READY_TIMEOUT_S,
+            args=("node", self.KIND, str(n), "foreground"),
             log_dir=TEST_DIR / "logs",
             FASTLANE_LOCAL_DIR=str(TEST_DIR),
         )
 
 
-class CassandraNode(CassandraBackend):
-    def __init__(self, n: int) -> None:
-        JvmBackend.__init__(
-            self,
-            f"cassandra-{n}",
-            "cluster.sh",
-            CASSANDRA_ADDRS[n - 1],
-            9042,
-            ready_timeout=300,
-            args=("node", "cassandra", str(n), "foreground"),
-            log_dir=TEST_DIR / "logs",
-            FASTLANE_LOCAL_DIR=str(TEST_DIR),
-        )
+class KafkaNode(ClusterNode, KafkaBackend):  # KafkaBackend's readiness: the broker answers metadata
+    KIND, ADDRESSES, PORT, READY_TIMEOUT_S = "kafka", KAFKA_ADDRS, 9092, 180
+
+
+class CassandraNode(ClusterNode, CassandraBackend):
+    KIND, ADDRESSES, PORT, READY_TIMEOUT_S = "cassandra", CASSANDRA_ADDRS, 9042, 300
 
 
 class ClusterStack:
@@ -110,6 +110,9 @@ class ClusterStack:
         self.api_watch = ApiWatch()
         self.http = httpx.Client(timeout=10)
         self.teardown = contextlib.ExitStack()
+        # One admin client for the stack's life: clients made per call and let go with requests pending crashed
+        # librdkafka in the API (services/api/probes.py).
+        self.admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
 
     def up(self) -> None:
         """Start everything; each piece is registered for `down` as soon as it is started, so a start that fails
@@ -177,9 +180,8 @@ class ClusterStack:
 
     def members(self, service: str) -> dict[str, int]:
         """The members of a service's consumer group and how many partitions each holds (client id -> count)."""
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
         group = group_id(self.settings, service)
-        described = admin.describe_consumer_groups([group], request_timeout=5)[group].result(timeout=10)
+        described = self.admin.describe_consumer_groups([group], request_timeout=5)[group].result(timeout=10)
         return {
             f"{m.client_id}/{m.host}/{m.member_id[-6:]}": len(m.assignment.topic_partitions) for m in described.members
         }
