@@ -15,6 +15,7 @@ from services.scheduler.state_reader import StateReader
 from services.scheduler.transactions import TransactionGuard
 from shared.contract.events import RetryBackoff
 from shared.contract.topics import Topics, group_id
+from shared.infra.kafka.consumer_stall import StallWatch, chain
 from shared.infra.kafka.producer import PARTITIONER
 from shared.process.metrics import LagStatistics, serve_probes
 from shared.process.settings import SchedulerSettings
@@ -31,12 +32,15 @@ def policy_from(settings: SchedulerSettings) -> Policy:
     return Policy(default_backoff=backoff, missed_fire_grace=timedelta(seconds=settings.missed_fire_grace_s))
 
 
-def group_consumer(settings: SchedulerSettings) -> Consumer:
-    """The consumer of the jobs and executions topics, whose offsets only the loop's transactions commit."""
+def group_consumer(settings: SchedulerSettings, watch: StallWatch | None = None) -> Consumer:
+    """The consumer of the jobs and executions topics, whose offsets only the loop's transactions commit; its
+    statistics go to the lag metric and to `watch`."""
     group = group_id(settings, "scheduler")
+    lag = LagStatistics.of(group)
     return Consumer(
         {
-            **LagStatistics.of(group).config(),
+            **lag.config(),
+            **({"stats_cb": chain(lag, watch.statistics)} if watch is not None else {}),
             "bootstrap.servers": settings.kafka_bootstrap,
             "group.id": group,
             "enable.auto.commit": False,  # offsets are committed inside our transactions
@@ -102,7 +106,8 @@ def transactional_producer(settings: SchedulerSettings, instance: str) -> Produc
 def bootstrap(settings: SchedulerSettings) -> Scheduler:
     """A scheduler instance on the Kafka of `settings`."""
     instance = settings.scheduler_instance or uuid.uuid4().hex[:12]
-    consumer = group_consumer(settings)
+    watch = StallWatch()  # replaces a consumer stalled after a broker pause (consumer_stall.py)
+    consumer = group_consumer(settings, watch)
     store = job_store(settings)
     transactions = TransactionGuard(lambda: transactional_producer(settings, instance))
     topics = Topics.from_settings(settings)
@@ -113,7 +118,8 @@ def bootstrap(settings: SchedulerSettings) -> Scheduler:
         topics,
         policy_from(settings),
         settings.max_message_bytes,
-        new_consumer=lambda: group_consumer(settings),
+        new_consumer=lambda: group_consumer(settings, watch),
+        stall_watch=watch,
     )
 
 

@@ -29,6 +29,7 @@ from services.scheduler.transactions import KAFKA_TIMEOUT_S, Stuck, Transactiona
 from shared.contract.events import ExecutionDue, ExecutionFinished, StopExecution, utcnow
 from shared.contract.topics import Topics
 from shared.infra.kafka.consumer import event_ids, pause_after
+from shared.infra.kafka.consumer_stall import StallWatch
 from shared.infra.kafka.producer import dead_letter_record
 from shared.process.logs import TRACEPARENT, bound, trace_ids
 from shared.process.metrics import BACKEND_ERRORS, EXECUTIONS_DUE, TIMER_LAG, TIMERS
@@ -74,6 +75,8 @@ class Scheduler:
     policy: Policy
     max_message_bytes: int  # parked records are cut to fit
     new_consumer: Callable[[], GroupConsumer] | None = None  # a fresh consumer, when this one stays broken
+    # Fed the consumer's statistics: says when a consumer that raises nothing has stalled (consumer_stall.py).
+    stall_watch: StallWatch | None = None
     needs_reload: bool = False  # go back to the last commit (offsets and states) before the next step
     uncommitted: bool = False  # consumed messages whose offsets no transaction has carried yet
     committed_at: float = field(default_factory=time.monotonic)
@@ -110,6 +113,8 @@ class Scheduler:
             while not stop.is_set():
                 try:
                     self.transactions.prepare()
+                    if self._replace_if_stalled():
+                        continue  # the next turn prepares a new producer and loads the new assignment
                     if self.needs_reload:
                         self._reload()
                     batch = self._next_batch()
@@ -157,16 +162,29 @@ class Scheduler:
             on_revoke=self.rebalances.on_revoke,
         )
 
+    def _replace_if_stalled(self) -> bool:
+        """A consumer that stalled raises nothing (consumer_stall.py), so the failure path never renews it: its
+        statistics tell, and it is replaced here. True when it was."""
+        if self.stall_watch is None or self.new_consumer is None or not self.stall_watch.stalled(self.consumer):
+            return False
+        log.warning("Kafka consumer stalled; starting over with a new one", extra=self.stall_watch.why())
+        self.needs_reload = True
+        self._renew_consumer()
+        return True
+
     def _renew_consumer(self) -> None:
-        """Kafka calls kept failing: after a broker pause, librdkafka can keep a consumer whose requests to the
-        group coordinator never succeed again (issue 5586 and kin); a new consumer recovers at once. Its
-        assignment loads the states and starts at the committed offsets, like a restart of the process."""
+        """Kafka calls kept failing, or the consumer stalled without failing: after a broker pause, librdkafka
+        can keep a consumer whose requests to the group coordinator never succeed again (issue 5586 and kin); a
+        new consumer recovers at once. Its assignment loads the states and starts at the committed offsets, like
+        a restart of the process."""
         if self.new_consumer is None:
             return
         log.warning("Kafka keeps failing; starting over with a new consumer")
         with contextlib.suppress(Exception):
             self.consumer.close()
         self.consumer = self.new_consumer()
+        if self.stall_watch is not None:
+            self.stall_watch.reset()  # it watches the new consumer from now on
         self.store.reload(set())
         self.transactions.broken = True
         self.uncommitted = False

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cassandra import ConsistencyLevel, InvalidRequest
+from cassandra import ConsistencyLevel, InvalidRequest, OperationTimedOut
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture, Session
 from cassandra.policies import ConstantSpeculativeExecutionPolicy, DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared.infra.net import wait_for_port
 from shared.process.settings import Settings
@@ -120,20 +121,39 @@ def connect(settings: Settings) -> tuple[Cluster, Session]:
 
 
 def migrate(settings: Settings, schemas: Sequence[Schema]) -> None:
-    """Create the keyspace and the stores' tables when missing (safe to run again, and from several processes)."""
+    """Create the keyspace and the stores' tables when missing (safe to run again, and from several processes).
+    Every statement is idempotent, so one whose answer did not come (a busy node: the cluster test saw "connection
+    defunct by heartbeat" under load) is sent again, with growing pauses, until the start-up timeout."""
     cluster, session = connect(settings)
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.warning("schema change not answered; sent again", extra={"error": str(error)})
+        # The change may have been applied where it was sent: the nodes agree on it before it is sent again, or
+        # another coordinator could create the same table a second time under another id.
+        cluster.control_connection.wait_for_schema_agreement(wait_time=60)
+
+    retrying = Retrying(
+        retry=retry_if_exception_type((OperationTimedOut, NoHostAvailable)),
+        wait=wait_exponential(multiplier=1, max=10),
+        stop=stop_after_delay(settings.startup_timeout_s),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
     try:
-        session.execute(
+        retrying(
+            session.execute,
             f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH replication = "
-            f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.cassandra_replication_factor}}}"
+            f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.cassandra_replication_factor}}}",
+            timeout=60,
         )
         for schema in schemas:
             for statement in schema.tables:
-                session.execute(statement.format(ks=settings.keyspace), timeout=60)
+                retrying(session.execute, statement.format(ks=settings.keyspace), timeout=60)
             for table, column, kind in schema.added_columns:
-                _add_column(session, f"{settings.keyspace}.{table}", column, kind)
+                retrying(_add_column, session, f"{settings.keyspace}.{table}", column, kind)
             for table in schema.retained:
-                _set_retention(session, settings.keyspace, table, settings.execution_retention_days)
+                retrying(_set_retention, session, settings.keyspace, table, settings.execution_retention_days)
         log.info("schema ready", extra={"keyspace": settings.keyspace})
     finally:
         cluster.shutdown()

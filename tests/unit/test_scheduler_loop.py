@@ -28,6 +28,7 @@ from shared.contract.events import (
     utcnow,
 )
 from shared.contract.topics import Topics
+from shared.infra.kafka.consumer_stall import StallWatch
 from tests.fakes.scheduler import ARCHIVE, STATE, FakeConsumer, FakeProducer, FakeSource, Producers
 
 TOPICS = Topics(
@@ -253,3 +254,44 @@ def test_a_consumer_that_keeps_failing_is_replaced_by_a_new_one(monkeypatch: Any
     assert broken.closed and scheduler.consumer is fresh
     assert fresh.assigns == [[(0, 3), (1, OFFSET_BEGINNING)]]  # assigned at the committed offsets
     assert scheduler.store.jobs == {0: {}, 1: {}}  # the new assignment's states were loaded
+
+
+class StallsOnce(StallWatch):
+    """A watch that finds the first consumer it is asked about stalled, and no other."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[object] = []
+
+    def stalled(self, consumer: Any) -> bool:
+        self.asked.append(consumer)
+        return len(self.asked) == 1
+
+
+def test_a_consumer_that_stalls_without_failing_is_replaced_and_the_new_assignment_loaded() -> None:
+    quiet = FakeConsumer(0)  # polls answer nothing and nothing raises: only the statistics tell
+    fresh = FakeConsumer(0, 1)
+    fresh.committed_offsets = {0: 3}
+    stop = threading.Event()
+    fresh.idle = stop.set
+    watch = StallsOnce()
+    producers = Producers(FakeProducer(), FakeProducer())
+    scheduler = Scheduler(
+        quiet,
+        TransactionGuard(producers, timeout=1.0),
+        JobStore(FakeSource(), STATE, ARCHIVE),
+        TOPICS,
+        Policy(),
+        1_000_000,
+        new_consumer=lambda: fresh,
+        stall_watch=watch,
+    )
+    runner = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+    runner.start()
+    runner.join(10)
+    assert not runner.is_alive()
+    assert quiet.closed and scheduler.consumer is fresh
+    assert watch.asked[0] is quiet and all(c is fresh for c in watch.asked[1:])
+    assert fresh.assigns == [[(0, 3), (1, OFFSET_BEGINNING)]]  # assigned at the committed offsets
+    assert scheduler.store.jobs == {0: {}, 1: {}}
+    assert len(producers.made) == 2  # the producer is replaced too: its transaction state is not trusted
