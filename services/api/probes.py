@@ -3,7 +3,7 @@ does Cassandra answer, and how many messages each worker group has yet to proces
 
 import threading
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from shared.contract.topics import Topics, group_id, runner_group
@@ -15,6 +15,8 @@ _ADMINS: dict[str, AdminClient] = {}
 _RETIRED: list[AdminClient] = []
 RETIRED_MAX = 8
 _ASKING = threading.Lock()  # one status request asks Kafka at a time; the others answer without queue lengths
+# (bootstrap, group) -> a consumer of that group id that never joins it, kept: it reads the group's committed offsets.
+_READERS: dict[tuple[str, str], Consumer] = {}
 
 
 def _admin(bootstrap: str) -> AdminClient:
@@ -25,6 +27,18 @@ def _admin(bootstrap: str) -> AdminClient:
     if bootstrap not in _ADMINS:
         _ADMINS[bootstrap] = AdminClient({"bootstrap.servers": bootstrap})
     return _ADMINS[bootstrap]
+
+
+def _committed_reader(bootstrap: str, group: str) -> Consumer:
+    """A consumer with the group's id that never subscribes (so never joins the group), kept for the process's
+    life: its `committed` reads the group's offsets. Not the admin client's list_consumer_group_offsets: when the
+    group's coordinator answers NOT_COORDINATOR (it moved: a broker died or came back), librdkafka dereferences
+    the admin client's missing consumer group and crashes (librdkafka issue 5040): a segfault that took an API
+    worker down in the cluster test when a scheduler replica was killed. A consumer has that group state."""
+    key = (bootstrap, group)
+    if key not in _READERS:
+        _READERS[key] = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    return _READERS[key]
 
 
 def queue_lengths(settings: ApiSettings, topics: Topics, timeout: float) -> dict[str, dict[str, int]]:
@@ -60,9 +74,8 @@ def _queue_lengths(settings: ApiSettings, topics: Topics, timeout: float) -> dic
             request_timeout=timeout,
         )
         ends = {tp.partition: f.result(timeout=timeout).offset for tp, f in latest.items()}
-        committed_future = admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group, partitions)], request_timeout=timeout
-        )
-        committed = {tp.partition: tp.offset for tp in committed_future[group].result(timeout=timeout).topic_partitions}
+        reader = _committed_reader(settings.kafka_bootstrap, group)
+        read = reader.committed(partitions, timeout=timeout) if partitions else []
+        committed = {tp.partition: tp.offset for tp in read}
         queues[topic] = {"length": sum(max(0, end - max(committed.get(p, 0), 0)) for p, end in ends.items())}
     return queues
