@@ -145,7 +145,7 @@ def peers(stack: DevStack) -> Iterator[Peers]:
         "FASTLANE_SMTP_HOST": "127.0.0.1",
         "FASTLANE_SMTP_PORT": str(smtp_port),
         "FASTLANE_PUBLIC_URL": stack.url,
-        "FASTLANE_NOTIFY_JOB_WAIT_S": "20",
+        "FASTLANE_NOTIFY_JOB_WAIT_S": "10",
         "FASTLANE_NOTIFY_JOB_RECHECK_S": "0.5",
     }
     with httpx.Client(base_url=stack.url, timeout=10) as client:
