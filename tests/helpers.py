@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from pydantic import ValidationError
 
 from shared.contract.events import Event, decode
@@ -28,6 +28,14 @@ def eventually(probe: Callable[[], T | None], timeout: float = 30.0, interval: f
     raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}; last value: {last!r}")
 
 
+def decoded(msg: Message) -> list[Event]:
+    """The event a message holds, or none: other tests park garbage on some topics on purpose."""
+    try:
+        return [decode(msg.value() or b"")]
+    except ValidationError:
+        return []
+
+
 def read_events(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[Event]:
     """Read at least `count` events from the start of `topic` with a throw-away consumer group; with count 0,
     everything that arrives within `timeout`."""
@@ -42,13 +50,39 @@ def read_events(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            try:
-                events.append(decode(msg.value() or b""))
-            except ValidationError:
-                continue  # other tests park garbage on some topics on purpose
+            events += decoded(msg)
     finally:
         consumer.close()
     assert len(events) >= count, f"expected {count} events on {topic} within {timeout}s, got {events}"
+    return events
+
+
+def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Event]:
+    """Every event on `topic` up to the end of each of its partitions as the reader reaches it: what was published
+    before the call, without waiting a fixed time for more (for probes that look for something already sent;
+    `read_events` with count 0 also waits for what comes during its `timeout`)."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4()}", "enable.partition.eof": True}
+    )
+    events: list[Event] = []
+    deadline = time.monotonic() + timeout
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        unread = set(partitions)
+        while unread and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    unread.discard(msg.partition())
+                continue
+            events += decoded(msg)
+    finally:
+        consumer.close()
+    assert not unread, f"partitions {sorted(unread)} of {topic} not read to their end within {timeout}s"
     return events
 
 

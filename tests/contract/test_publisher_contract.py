@@ -17,7 +17,7 @@ from shared.infra.failures import is_transient
 from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import Settings
 from tests.fakes.publisher import RecordingPublisher
-from tests.helpers import read_events
+from tests.helpers import read_to_end
 
 
 @dataclass
@@ -51,7 +51,8 @@ def under_test(request: pytest.FixtureRequest) -> Iterator[PublisherUnderTest]:
     nowhere = EventProducer(settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"}))
 
     def on_topic(topic: str) -> list[JobMessage]:
-        events = read_events(settings.kafka_bootstrap, topic, 0, timeout=5)
+        # publish() returns once the broker acknowledged: what was published is on the topic, to its end.
+        events = read_to_end(settings.kafka_bootstrap, topic)
         return [e for e in events if isinstance(e, JobMessage)]
 
     def silenced() -> Publisher:

@@ -24,7 +24,7 @@ from shared.contract.topics import Topics
 from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import ApiSettings, RunnerSettings, Settings
 from tests.conftest import TEST_IMAGE
-from tests.helpers import eventually, read_events, start_thread
+from tests.helpers import eventually, read_to_end, start_thread
 
 ESCAPED = "\x01"  # a control character: one byte raw, six in JSON (\u0001)
 
@@ -53,7 +53,7 @@ def test_the_api_publishes_the_largest_order_it_accepts_and_refuses_a_larger_one
         refused = api.post("/tasks/sizes", json=body)
         assert refused.status_code == 413 and "job definition too large" in refused.json()["error"]
     job_id = uuid.UUID(accepted.json()["jobId"])
-    events = read_events(backends.kafka_bootstrap, Topics.from_settings(backends).jobs, 0, timeout=5)
+    events = read_to_end(backends.kafka_bootstrap, Topics.from_settings(backends).jobs)  # published before the 200
     [order] = [e for e in events if isinstance(e, JobRequested) and e.job_id == job_id]
     assert len(encode(order)) > backends.max_message_bytes // 2 - 10_000
 
@@ -69,7 +69,7 @@ def test_the_scheduler_keeps_and_dues_the_largest_order(backends: Settings) -> N
     try:
 
         def due() -> ExecutionDue | None:
-            events = read_events(backends.kafka_bootstrap, topics.due, 0, timeout=2)
+            events = read_to_end(backends.kafka_bootstrap, topics.due)
             found = [e for e in events if isinstance(e, ExecutionDue) and e.job_id == order.job_id]
             return found[0] if found else None
 
@@ -95,7 +95,7 @@ def test_the_runner_reports_the_worst_output_through_the_broker(backends: Runner
         command="bash -c 'head -c 4000000 /dev/zero; echo -n END; head -c 4000000 /dev/zero >&2; echo -n END >&2'",
     )
     run_execution(due, runtime, lambda e: producer.publish(topics.executions, e), "local", limits, threading.Event())
-    events = read_events(backends.kafka_bootstrap, topics.executions, 0, timeout=5)
+    events = read_to_end(backends.kafka_bootstrap, topics.executions)  # published before run_execution returned
     [ended] = [e for e in events if isinstance(e, ExecutionFinished) and e.execution_id == due.execution_id]
     assert ended.status == "done"
     assert len(encode(ended)) <= backends.max_message_bytes

@@ -9,7 +9,7 @@ from shared.contract.topics import Topics
 from shared.infra.kafka.producer import EventProducer
 from shared.process.settings import RunnerSettings
 from tests.conftest import TEST_IMAGE
-from tests.helpers import eventually, read_events, start_thread
+from tests.helpers import eventually, read_to_end, start_thread
 
 
 def test_the_runner_service_runs_due_executions(own_topics: RunnerSettings) -> None:
@@ -28,7 +28,7 @@ def test_the_runner_service_runs_due_executions(own_topics: RunnerSettings) -> N
     try:
 
         def finished() -> dict[uuid.UUID, ExecutionFinished] | None:
-            events = read_events(backends.kafka_bootstrap, topics.executions, 0, timeout=2)
+            events = read_to_end(backends.kafka_bootstrap, topics.executions)
             done = {e.execution_id: e for e in events if isinstance(e, ExecutionFinished)}
             return done if all(d.execution_id in done for d in dues) else None
 
@@ -37,7 +37,7 @@ def test_the_runner_service_runs_due_executions(own_topics: RunnerSettings) -> N
         assert (ok.status, ok.exit_code, ok.stdout) == ("done", 0, "it works\n")
         assert (bad.status, bad.exit_code, bad.stderr) == ("failed", 3, "bad\n")
         assert missing.status == "failed" and missing.exit_code is None and "qwe-not-here" in (missing.error or "")
-        events = read_events(backends.kafka_bootstrap, topics.executions, 0, timeout=2)
+        events = read_to_end(backends.kafka_bootstrap, topics.executions)  # each start was published before its end
         started = {e.execution_id for e in events if isinstance(e, ExecutionStarted)}
         assert dues[0].execution_id in started and dues[1].execution_id in started
     finally:
