@@ -23,6 +23,7 @@ def stack(backends: RunnerSettings, tmp_path_factory: pytest.TempPathFactory) ->
         backends.topic_prefix,
         backends.keyspace,
         tmp_path_factory.mktemp("services"),
+        migrated=True,  # by `backends`
         FASTLANE_RETRY_BACKOFF_MIN_MS="500",
         FASTLANE_STOP_GRACE_S="2",
     )
@@ -78,5 +79,4 @@ def cron_run(request: pytest.FixtureRequest) -> Iterator[CronRun | None]:
         run = CronRun(post_job(client, "echo tick", cron="* * * * *"))
     run.thread = threading.Thread(target=run.follow, args=(stack.url,), daemon=True)
     run.thread.start()
-    yield run
-    run.thread.join(200)
+    yield run  # the test joins the thread; not joined here, so a session cut short does not wait for it

@@ -42,8 +42,13 @@ def port_open(port: int) -> bool:
 
 
 def test_two_api_processes_serve_one_port_and_end_with_their_supervisor(own_topics: Settings, tmp_path: Path) -> None:
-    with DevStack(
-        own_topics.topic_prefix, own_topics.keyspace, tmp_path, services=("api",), FASTLANE_API_PROCESSES="2"
+    with DevStack(  # own_topics made its topics; the keyspace is the session's, migrated by `backends`
+        own_topics.topic_prefix,
+        own_topics.keyspace,
+        tmp_path,
+        services=("api",),
+        migrated=True,
+        FASTLANE_API_PROCESSES="2",
     ) as stack:
         supervisor = stack.pid("api")
         workers = workers_of(supervisor)
