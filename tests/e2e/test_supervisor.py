@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from services.devstack import ROOT, SERVICES, free_port
-from services.migrate import prepare_backends
 from tests.conftest import AllSettings, drop_stack_data
 from tests.helpers import eventually
 
@@ -127,10 +126,10 @@ def log_times(log: str, pattern: str) -> list[datetime]:
 @pytest.fixture(scope="module")
 def isolated(backends: AllSettings) -> Iterator[AllSettings]:
     """Topics and a keyspace of this module's own: the session's stack (tests/e2e/conftest.py) runs at the same
-    time on the session's, and two sets of services on the same consumer groups would share the work."""
+    time on the session's, and two sets of services on the same consumer groups would share the work. Created by
+    the configuration's own `migrate` program, as `make run` creates them, while the services wait for it."""
     run = uuid.uuid4().hex[:8]
     settings = AllSettings(topic_prefix=f"test.{run}.", keyspace=f"test_{run}", startup_timeout_s=240)
-    prepare_backends(settings)
     yield settings
     drop_stack_data(settings)
 
