@@ -225,6 +225,10 @@ class Scheduler:
         for message, _encoded in step.out:
             with bound(**event_ids(message), **trace_ids(step.traces.get(message.job_id))):
                 log.info("published", extra={"type": message.type})
+        for msg, why in step.parked:  # on the dead-letter topic now: said once here, whatever parked it
+            key = (msg.key() or b"")[:100].decode(errors="replace")
+            where = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(), "key": key}
+            log.error("message parked on the dead-letter topic", extra={**where, "reason": why[:300]})
 
     def _write(self, producer: TransactionalProducer, step: Step) -> None:
         """Produce what the step writes: states (an idle one moves to the archive), messages, parked records."""

@@ -98,6 +98,7 @@ class ClusterStack:
             self.log_dir,
             max_running=None,
             services=("recorder", "scheduler", "notifier", "api"),
+            migrated=False,  # its own keyspace and topics: DevStack migrates them
             **self.env,
             FASTLANE_API_PROCESSES="2",
             FASTLANE_HOST_LOST_AFTER_S="60",
@@ -215,41 +216,50 @@ class ClusterStack:
         return found[:limit]
 
     def orders_in_kafka(self, job_ids: list[str], timeout: float = 60) -> dict[str, str]:
-        """Where each job's orders are on the jobs topic, read committed and not (evidence for a lost job, taken
-        while the cluster is still as the round left it)."""
+        """Where each job's orders are on the jobs topic, read committed and not, and whether the scheduler parked
+        one on the dead-letter topic (evidence for a lost job, taken while the cluster is as the round left it)."""
         found: dict[str, str] = {}
-        for isolation in ("read_committed", "read_uncommitted"):
-            consumer = Consumer(
-                {
-                    "bootstrap.servers": self.settings.kafka_bootstrap,
-                    "group.id": f"cluster-evidence-{uuid.uuid4().hex[:6]}",
-                    "isolation.level": isolation,
-                    "enable.partition.eof": True,
-                    "enable.auto.commit": False,
-                }
-            )
-            try:
-                partitions = consumer.list_topics(self.topics.jobs, timeout=10).topics[self.topics.jobs].partitions
-                consumer.assign([TopicPartition(self.topics.jobs, p, OFFSET_BEGINNING) for p in partitions])
-                ended: set[int] = set()
-                hits: dict[str, list[str]] = {j: [] for j in job_ids}
-                deadline = time.monotonic() + timeout
-                while len(ended) < len(partitions) and time.monotonic() < deadline:
-                    msg = consumer.poll(1.0)
-                    if msg is None:
-                        continue
-                    if msg.error() is not None:
-                        ended.add(msg.partition() or 0)
-                        continue
-                    key = (msg.key() or b"").decode(errors="replace")
-                    if key in hits:
-                        hits[key].append(f"p{msg.partition()}@{msg.offset()}")
-                for job_id, where in hits.items():
-                    read = "all partitions" if len(ended) == len(partitions) else f"{len(ended)} partitions"
-                    found[job_id] = f"{found.get(job_id, '')} {isolation}: {where or 'absent'} ({read});".strip()
-            finally:
-                consumer.close()
+        for topic, isolation in (
+            (self.topics.jobs, "read_committed"),
+            (self.topics.jobs, "read_uncommitted"),
+            (self.topics.dead_letter, "read_committed"),
+        ):
+            where = self._keys_on(topic, isolation, job_ids, timeout)
+            for job_id, seen in where.items():
+                found[job_id] = f"{found.get(job_id, '')} {topic} {isolation}: {seen};".strip()
         return found
+
+    def _keys_on(self, topic: str, isolation: str, keys: list[str], timeout: float) -> dict[str, str]:
+        """Where messages with each of `keys` are on `topic` (partition@offset), read to its end."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "group.id": f"cluster-evidence-{uuid.uuid4().hex[:6]}",
+                "isolation.level": isolation,
+                "enable.partition.eof": True,
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+            ended: set[int] = set()
+            hits: dict[str, list[str]] = {k: [] for k in keys}
+            deadline = time.monotonic() + timeout
+            while len(ended) < len(partitions) and time.monotonic() < deadline:
+                msg = consumer.poll(1.0)
+                if msg is None:
+                    continue
+                if msg.error() is not None:
+                    ended.add(msg.partition() or 0)
+                    continue
+                key = (msg.key() or b"").decode(errors="replace")
+                if key in hits:
+                    hits[key].append(f"p{msg.partition()}@{msg.offset()}")
+            read = "all partitions" if len(ended) == len(partitions) else f"{len(ended)} partitions"
+            return {k: f"{', '.join(where) or 'absent'} ({read})" for k, where in hits.items()}
+        finally:
+            consumer.close()
 
 
 def dump(path: Path, data: Any) -> None:

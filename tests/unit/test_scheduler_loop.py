@@ -7,6 +7,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message
 
 from services.scheduler.handlers import Output, Policy
@@ -295,3 +296,17 @@ def test_a_consumer_that_stalls_without_failing_is_replaced_and_the_new_assignme
     assert fresh.assigns == [[(0, 3), (1, OFFSET_BEGINNING)]]  # assigned at the committed offsets
     assert scheduler.store.jobs == {0: {}, 1: {}}
     assert len(producers.made) == 2  # the producer is replaced too: its transaction state is not trusted
+
+
+def test_a_message_outside_the_contract_is_parked_and_said_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    consumer = FakeConsumer(0)
+    consumer.positions[0] = 8
+    scheduler, made = scheduler_on(consumer)
+    garbage = Message(topic="jobs", partition=0, offset=7, key=b"job-key", value=b"\x00not json")
+    with caplog.at_level("ERROR", logger="scheduler"):
+        scheduler._step([garbage])
+    [producer] = made.made
+    assert [topic for topic, _ in producer.produced] == ["dlq"]
+    [line] = [r for r in caplog.records if r.getMessage() == "message parked on the dead-letter topic"]
+    assert (line.__dict__["key"], line.__dict__["offset"], line.__dict__["partition"]) == ("job-key", 7, 0)
+    assert "not an event of the contract" in line.__dict__["reason"]
