@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -50,6 +51,7 @@ class Order:
     deadline: float  # monotonic: an order still waiting for a transaction at this time is answered NotEnqueued
     result: "Future[None]" = field(default_factory=Future)
     headers: list[tuple[str, bytes]] = field(default_factory=list)  # the request's trace (shared/process/logs.py)
+    where: tuple[int, int] | None = None  # (partition, offset) the broker acknowledged it at
 
 
 class OrderPublisher:
@@ -204,15 +206,20 @@ class OrderPublisher:
             return
         errors: list[KafkaError] = []
 
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                errors.append(err)
+        def delivered(order: Order) -> Callable[[KafkaError | None, Message], None]:
+            def on_delivery(err: KafkaError | None, msg: Message) -> None:
+                if err is not None:
+                    errors.append(err)
+                else:
+                    order.where = (msg.partition() or 0, msg.offset() or 0)
+
+            return on_delivery
 
         sent: list[Order] = []
         for o in batch:
             try:
                 headers: list[tuple[str, str | bytes | None]] = list(o.headers)
-                producer.produce(o.topic, key=o.key, value=o.value, headers=headers or None, on_delivery=on_delivery)
+                producer.produce(o.topic, key=o.key, value=o.value, headers=headers or None, on_delivery=delivered(o))
                 sent.append(o)
             except (KafkaException, BufferError) as exc:  # this order was never handed to librdkafka
                 o.result.set_exception(NotEnqueued(f"refused by the producer: {exc}"))
@@ -260,5 +267,9 @@ class OrderPublisher:
                     o.result.set_exception(OutcomeUnknown(f"commit outcome unknown: {error}"))
                 return
             for o in sent:
+                # Where each order is (an audit trail: a job's order can be found on its topic by its offset).
+                partition, offset = o.where or (-1, -1)
+                where = {"topic": o.topic, "partition": partition, "offset": offset}
+                log.info("order enqueued", extra={"key": (o.key or b"").decode(errors="replace"), **where})
                 o.result.set_result(None)
             return

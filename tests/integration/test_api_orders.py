@@ -115,6 +115,39 @@ def test_orders_of_concurrent_requests_are_all_committed(backends: ApiSettings) 
     assert count_with(values_seen(backends, topic, "read_committed"), run) == 40
 
 
+def test_a_committed_order_is_logged_with_where_it_is_on_its_topic(
+    own_topics: ApiSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    topic, marker = Topics.from_settings(own_topics).jobs, f"order-{uuid.uuid4()}"
+    publisher = OrderPublisher(own_topics)
+    try:
+        with caplog.at_level("INFO", logger="services.api.orders"):
+            publisher.publish(topic, marker.encode(), b"{}")
+    finally:
+        publisher.close()
+    [line] = [r for r in caplog.records if r.getMessage() == "order enqueued"]
+    logged = (line.__dict__["key"], line.__dict__["topic"], line.__dict__["partition"], line.__dict__["offset"])
+    consumer = Consumer(
+        {
+            "bootstrap.servers": own_topics.kafka_bootstrap,
+            "group.id": f"reader-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.subscribe([topic])
+    try:
+        msg = None
+        deadline = time.monotonic() + 30
+        while msg is None and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            msg = msg if msg is not None and not msg.error() else None
+    finally:
+        consumer.close()
+    assert msg is not None, "the order was not found on its topic"
+    assert logged == (marker, topic, msg.partition(), msg.offset())
+
+
 # --- over HTTP ----------------------------------------------------------------------------------------------
 
 
