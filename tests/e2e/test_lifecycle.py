@@ -143,7 +143,7 @@ def test_cron_fires_every_minute_until_the_job_is_stopped(client: httpx.Client, 
     # Posted when the first end-to-end test started; a thread stopped it as soon as its two executions were there
     # (tests/e2e/conftest.py), so its minutes passed while the other tests ran.
     assert cron_run is not None
-    cron_run.thread.join(200)
+    cron_run.thread.join(300)
     assert not cron_run.thread.is_alive(), "the cron job's thread is still waiting"
     if cron_run.error is not None:
         raise cron_run.error
